@@ -1,0 +1,212 @@
+"""The mask-loss contract: input checks, per-instance reduction over valid pixels, and the
+lazily shared quantities (sigmoid, log-sigmoid, valid counts) that a hybrid computes once.
+
+A mask loss subclasses ``MaskLoss`` and implements ``per_instance(x: MaskInputs) -> (N,)``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["REDUCTIONS", "MaskInputs", "MaskLoss", "check_mask_inputs", "reduce"]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def reduce(values: Tensor, reduction: str) -> Tensor:
+    """Reduce per-instance values ``(N,)``. An empty ``(0,)`` tensor reduces to a zero that keeps
+    the graph (``values.sum()``), so detection training on an image without instances works."""
+    if reduction == "none":
+        return values
+    if reduction == "sum" or values.numel() == 0:
+        return values.sum()
+    return values.mean()
+
+
+def _squeeze_channel(t: Tensor, name: str) -> Tensor:
+    if t.dim() == 4:
+        if t.shape[1] != 1:
+            raise ValueError(
+                f"{name} has shape {tuple(t.shape)}: a 4-D mask must be (N, 1, H, W); "
+                "pass one channel per instance"
+            )
+        return t[:, 0]
+    if t.dim() != 3:
+        raise ValueError(f"{name} has shape {tuple(t.shape)}: expected (N, H, W) or (N, 1, H, W)")
+    return t
+
+
+def check_mask_inputs(
+    logits: Tensor, target: Tensor, valid: Tensor | None, contract: str = "mask", check_values: bool = True
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Validate and normalise inputs to ``(N, H, W)``.
+
+    Raises:
+        ValueError: a shape mismatch, a non-float dtype, NaN/inf in ``logits`` or ``target``, or
+            (mask contract) a target outside [0, 1].
+    """
+    if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
+        raise ValueError("logits and target must be torch tensors")
+    if not logits.is_floating_point():
+        raise ValueError(f"logits must be a float tensor, got dtype {logits.dtype}; call .float() first")
+    if not target.is_floating_point():
+        raise ValueError(
+            f"target must be a float tensor in [0, 1], got dtype {target.dtype}; call .float() first"
+        )
+    if logits.shape != target.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape"
+        )
+    logits = _squeeze_channel(logits, "logits")
+    target = _squeeze_channel(target, "target")
+    if valid is not None:
+        if not isinstance(valid, Tensor):
+            raise ValueError("valid must be a torch tensor or None")
+        valid = _squeeze_channel(valid, "valid") if valid.dim() == 4 else valid
+        if valid.shape != logits.shape:
+            raise ValueError(
+                f"valid {tuple(valid.shape)} must have the shape of logits {tuple(logits.shape)}"
+            )
+        valid = valid.to(dtype=logits.dtype)
+    if target.dtype != logits.dtype:
+        target = target.to(logits.dtype)
+    if check_values and logits.numel():
+        finite = torch.isfinite(logits).all() & torch.isfinite(target).all()
+        if contract == "mask":
+            in_range = (target.min() >= 0) & (target.max() <= 1)
+            flags = torch.stack([finite, in_range]).tolist()
+        else:
+            flags = [bool(finite), True]
+        if not flags[0]:
+            what = "logits" if not torch.isfinite(logits).all() else "target"
+            raise ValueError(f"{what} contain NaN or inf values")
+        if not flags[1]:
+            raise ValueError(
+                f"target must lie in [0, 1], found values in [{target.min().item():.4g}, "
+                f"{target.max().item():.4g}]; scale masks to 0/1 (e.g. mask / 255)"
+            )
+    return logits, target, valid
+
+
+class MaskInputs:
+    """Checked inputs ``(N, H, W)`` and the quantities several losses share, each computed once.
+
+    Attributes:
+        logits: raw scores ``(N, H, W)`` (the prediction itself under the regression contract).
+        target: ``(N, H, W)`` in [0, 1] (any real values under the regression contract).
+        valid: ``(N, H, W)`` float 0/1 or ``None`` (every pixel counts).
+        regression: True when ``p`` is the raw prediction rather than its sigmoid.
+    """
+
+    def __init__(self, logits: Tensor, target: Tensor, valid: Tensor | None, regression: bool = False):
+        self.logits = logits
+        self.target = target
+        self.valid = valid
+        self.regression = regression
+
+    @property
+    def n(self) -> int:
+        return self.logits.shape[0]
+
+    @cached_property
+    def p(self) -> Tensor:
+        """Probabilities ``sigmoid(logits)`` (the raw prediction under the regression contract)."""
+        return self.logits if self.regression else torch.sigmoid(self.logits)
+
+    @cached_property
+    def bce(self) -> Tensor:
+        """Per-pixel binary cross-entropy with logits, ``(N, H, W)``, numerically stable."""
+        return F.binary_cross_entropy_with_logits(self.logits, self.target, reduction="none")
+
+    @cached_property
+    def count(self) -> Tensor:
+        """Valid pixels per instance, ``(N,)``, at least 1 (an instance with none counts zero loss)."""
+        if self.valid is None:
+            hw = self.logits.shape[-1] * self.logits.shape[-2]
+            return self.logits.new_full((self.n,), float(max(hw, 1)))
+        return self.valid.sum(dim=(1, 2)).clamp_min(1.0)
+
+    def masked(self, values: Tensor) -> Tensor:
+        """``values`` with invalid pixels set to zero."""
+        return values if self.valid is None else values * self.valid
+
+    def sum(self, values: Tensor) -> Tensor:
+        """Sum of per-pixel ``values`` over each instance's valid pixels, ``(N,)``."""
+        return self.masked(values).sum(dim=(1, 2))
+
+    def mean(self, values: Tensor) -> Tensor:
+        """Mean of per-pixel ``values`` over each instance's valid pixels, ``(N,)``."""
+        return self.sum(values) / self.count
+
+    @cached_property
+    def p_valid(self) -> Tensor:
+        """``p`` with invalid pixels zeroed (the region losses' prediction)."""
+        return self.masked(self.p)
+
+    @cached_property
+    def g_valid(self) -> Tensor:
+        """``target`` with invalid pixels zeroed."""
+        return self.masked(self.target)
+
+    @cached_property
+    def tp(self) -> Tensor:
+        """Soft true positives ``Σ p·g`` over valid pixels, ``(N,)``."""
+        return (self.p_valid * self.target).sum(dim=(1, 2))
+
+    @cached_property
+    def sum_p(self) -> Tensor:
+        """``Σ p`` over valid pixels, ``(N,)``."""
+        return self.p_valid.sum(dim=(1, 2))
+
+    @cached_property
+    def sum_g(self) -> Tensor:
+        """``Σ g`` over valid pixels, ``(N,)``."""
+        return self.g_valid.sum(dim=(1, 2))
+
+
+class MaskLoss(nn.Module):
+    """Base of every mask loss: ``loss(logits, target, valid=None)``.
+
+    Shape:
+        - logits: ``(N, H, W)`` or ``(N, 1, H, W)``, raw scores; one instance per mask.
+        - target: same shape, float in [0, 1].
+        - valid: optional, same shape; only pixels where it is non-zero count.
+        - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
+
+    Subclasses implement ``per_instance(x)`` returning ``(N,)``.
+    """
+
+    loss_name = "?"
+
+    def __init__(self, reduction: str = "mean", contract: str = "mask"):
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if contract not in ("mask", "regression"):
+            raise ValueError(f"contract must be 'mask' or 'regression', got {contract!r}")
+        self.reduction = reduction
+        self.contract = contract
+        self.check_inputs = True
+
+    def per_instance(self, x: MaskInputs) -> Tensor:
+        raise NotImplementedError
+
+    def prepare(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> MaskInputs:
+        """Check the inputs and wrap them in a ``MaskInputs``."""
+        logits, target, valid = check_mask_inputs(
+            logits, target, valid, contract=self.contract, check_values=self.check_inputs
+        )
+        return MaskInputs(logits, target, valid, regression=self.contract == "regression")
+
+    def forward(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+        x = self.prepare(logits, target, valid)
+        if x.n == 0:
+            return reduce(x.logits.sum(dim=(1, 2)) * 0.0, self.reduction)
+        return reduce(self.per_instance(x), self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}" + (", contract='regression'" if self.contract != "mask" else "")

@@ -1,0 +1,3 @@
+"""Imports every loss module so that each registers itself."""
+
+from losslab.losses import pixel  # noqa: F401

@@ -1,0 +1,164 @@
+"""``create_loss``: from a spec string to a ready ``nn.Module``, and the hybrid that sums terms."""
+
+from __future__ import annotations
+
+import warnings
+
+from torch import Tensor, nn
+
+from losslab.config import suggest
+from losslab.losses._base import REDUCTIONS, MaskInputs, MaskLoss, reduce
+from losslab.losses.registry import CONTRACTS, get_loss_info, list_losses
+from losslab.losses.spec import SpecError, Term, format_spec, format_term, parse_spec
+
+__all__ = ["HybridLoss", "LossEquivalenceWarning", "WeightedSum", "create_loss", "loss_terms"]
+
+
+class LossEquivalenceWarning(UserWarning):
+    """A spec is mathematically the same as a simpler one."""
+
+
+class HybridLoss(MaskLoss):
+    """A weighted sum of mask losses that share one ``MaskInputs``: the sigmoid, the per-pixel
+    BCE and the region sums are computed once for all terms.
+
+    Shape:
+        as ``MaskLoss``: ``(N, H, W)`` or ``(N, 1, H, W)`` in, scalar or ``(N,)`` out.
+    """
+
+    def __init__(self, terms: list[tuple[float, MaskLoss, str]], reduction: str = "mean"):
+        super().__init__(reduction=reduction)
+        self.weights = [w for w, _, _ in terms]
+        self.labels = [label for _, _, label in terms]
+        self.terms = nn.ModuleList(m for _, m, _ in terms)
+
+    def per_instance(self, x: MaskInputs) -> Tensor:
+        total = None
+        for w, term in zip(self.weights, self.terms, strict=True):
+            v = term.per_instance(x)
+            total = w * v if total is None else total + w * v
+        return total
+
+    def forward_terms(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
+        """Each weighted term reduced on its own, for logging: ``{"0.5*mse": ..., "bce": ...}``."""
+        x = self.prepare(logits, target, valid)
+        if x.n == 0:
+            zero = reduce(x.logits.sum(dim=(1, 2)) * 0.0, self.reduction)
+            return dict.fromkeys(self.labels, zero)
+        return {
+            label: reduce(w * term.per_instance(x), self.reduction)
+            for label, w, term in zip(self.labels, self.weights, self.terms, strict=True)
+        }
+
+    def extra_repr(self) -> str:
+        return f"weights={self.weights}, reduction={self.reduction!r}"
+
+
+class WeightedSum(nn.Module):
+    """A weighted sum of losses of the box, class or regression-free contracts (no shared inputs)."""
+
+    def __init__(self, terms: list[tuple[float, nn.Module, str]]):
+        super().__init__()
+        self.weights = [w for w, _, _ in terms]
+        self.labels = [label for _, _, label in terms]
+        self.terms = nn.ModuleList(m for _, m, _ in terms)
+
+    def forward(self, *args: Tensor, **kwargs: Tensor) -> Tensor:
+        total: Tensor | None = None
+        for w, term in zip(self.weights, self.terms, strict=True):
+            v = w * term(*args, **kwargs)
+            total = v if total is None else total + v
+        assert total is not None
+        return total
+
+
+def _resolve_term(term: Term, spec: str, contract: str) -> tuple[dict, object]:
+    try:
+        info = get_loss_info(term.name)
+    except ValueError:
+        near = suggest(term.name, list_losses(contract=contract))
+        raise SpecError(spec, term.pos, f"unknown loss {term.name!r}.{near}") from None
+    if contract not in info.contracts:
+        ok = ", ".join(list_losses(contract=contract))
+        raise SpecError(
+            spec,
+            term.pos,
+            f"loss {term.name!r} does not take the {contract!r} contract (it takes {', '.join(info.contracts)}); "
+            f"losses for {contract!r}: {ok}",
+        )
+    for key in term.params:
+        if key not in info.params:
+            valid = ", ".join(info.params) or "none"
+            raise SpecError(
+                spec,
+                term.pos,
+                f"{term.name} has no parameter {key!r}.{suggest(key, info.params)} Its parameters: {valid}",
+            )
+    params = {**info.params, **term.params}
+    return params, info
+
+
+def create_loss(spec: str, reduction: str = "mean", contract: str = "mask") -> nn.Module:
+    """Build the loss a spec names.
+
+    Args:
+        spec: ``"bce"``, ``"0.5*mse + bce"``, ``"huber(delta=2) + 0.5*dice(squared=true)"``.
+        reduction: ``"mean"`` (over instances), ``"sum"`` or ``"none"`` (per-instance values).
+        contract: ``"mask"`` (logits and targets in [0, 1], the default), ``"regression"`` (raw
+            values, e.g. depth), ``"box"`` or ``"class"``.
+
+    Returns:
+        an ``nn.Module``; mask losses are called as ``loss(logits, target, valid=None)``. The module
+        carries ``.spec``, the canonical spec string.
+
+    Raises:
+        ValueError: an unknown loss or parameter (with the closest names), a malformed spec (with
+            the position), an unknown reduction, or a loss that does not take ``contract``.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if contract not in CONTRACTS:
+        raise ValueError(f"contract must be one of {CONTRACTS}, got {contract!r}.{suggest(contract, CONTRACTS)}")
+    terms = parse_spec(spec)
+    built: list[tuple[float, nn.Module, str]] = []
+    for term in terms:
+        params, info = _resolve_term(term, spec, contract)
+        try:
+            module = info.cls(**params, reduction=reduction)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(spec, term.pos, f"bad parameters for {term.name}: {exc}") from None
+        if isinstance(module, MaskLoss):
+            module.contract = contract
+        if info.simplify is not None:
+            simpler = info.simplify(params)
+            if simpler is not None:
+                equiv, why = simpler
+                warnings.warn(
+                    f"'{format_term(term)}' is the same loss as '{equiv}': {why}",
+                    LossEquivalenceWarning,
+                    stacklevel=2,
+                )
+        built.append((term.weight, module, format_term(term)))
+    names = [t.name + repr(sorted(t.params.items())) for t in terms]
+    if len(set(names)) != len(names):
+        warnings.warn(
+            f"'{spec}' names the same loss twice; its weights simply add up",
+            LossEquivalenceWarning,
+            stacklevel=2,
+        )
+    if len(built) == 1 and built[0][0] == 1.0:
+        loss = built[0][1]
+    elif all(isinstance(m, MaskLoss) for _, m, _ in built):
+        loss = HybridLoss(built, reduction=reduction)  # type: ignore[arg-type]
+        loss.contract = contract
+    else:
+        loss = WeightedSum(built)
+    loss.spec = format_spec(terms)
+    return loss
+
+
+def loss_terms(loss: nn.Module, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
+    """Per-term values of a mask loss for logging (a single loss gives one entry)."""
+    if isinstance(loss, HybridLoss):
+        return loss.forward_terms(logits, target, valid)
+    return {getattr(loss, "spec", "loss"): loss(logits, target, valid)}

@@ -1,0 +1,200 @@
+"""The loss spec language: a weighted sum of named losses in one string.
+
+Grammar (whitespace is free)::
+
+    spec   := term ("+" term)*
+    term   := [number "*"] name ["(" [param ("," param)*] ")"]
+    param  := key "=" value
+    value  := number | true | false | none | word | 'text' | "text"
+
+Examples: ``"bce"``, ``"0.5*mse + bce"``, ``"huber(delta=2) + 0.5*dice(squared=true)"``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SpecError", "Term", "format_spec", "format_term", "parse_spec"]
+
+_NUMBER = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class SpecError(ValueError):
+    """A malformed loss spec; the message shows the spec with a caret under the error."""
+
+    def __init__(self, spec: str, pos: int, message: str):
+        self.spec = spec
+        self.pos = pos
+        caret = " " * pos + "^"
+        super().__init__(f"{message} at position {pos} of the loss spec:\n  {spec}\n  {caret}")
+
+
+@dataclass
+class Term:
+    """One ``weight * name(params)`` term of a spec; ``pos`` is where its name starts."""
+
+    weight: float
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    pos: int = 0
+
+
+def _value(text: str) -> Any:
+    low = text.lower()
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    if low in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+class _Parser:
+    def __init__(self, spec: str):
+        self.s = spec
+        self.i = 0
+
+    def error(self, message: str, pos: int | None = None) -> SpecError:
+        return SpecError(self.s, self.i if pos is None else pos, message)
+
+    def ws(self) -> None:
+        while self.i < len(self.s) and self.s[self.i].isspace():
+            self.i += 1
+
+    def peek(self) -> str:
+        self.ws()
+        return self.s[self.i] if self.i < len(self.s) else ""
+
+    def expect(self, ch: str) -> None:
+        if self.peek() != ch:
+            found = repr(self.s[self.i]) if self.i < len(self.s) else "the end"
+            raise self.error(f"expected {ch!r}, found {found}")
+        self.i += 1
+
+    def match(self, pattern: re.Pattern[str]) -> str | None:
+        self.ws()
+        m = pattern.match(self.s, self.i)
+        if not m:
+            return None
+        self.i = m.end()
+        return m.group(0)
+
+    def term(self) -> Term:
+        weight = 1.0
+        start = self.i
+        self.ws()
+        if self.peek() == "-":
+            raise self.error("weights must be positive; a loss cannot be subtracted")
+        num = self.match(_NUMBER)
+        if num is not None:
+            weight = float(num)
+            if self.peek() != "*":
+                raise self.error(f"expected '*' after the weight {num}")
+            self.i += 1
+        self.ws()
+        pos = self.i
+        name = self.match(_NAME)
+        if name is None:
+            found = repr(self.s[self.i]) if self.i < len(self.s) else "the end"
+            raise self.error(f"expected a loss name, found {found}")
+        params: dict[str, Any] = {}
+        if self.peek() == "(":
+            self.i += 1
+            if self.peek() != ")":
+                while True:
+                    kpos = self.i
+                    self.ws()
+                    kpos = self.i
+                    key = self.match(_NAME)
+                    if key is None:
+                        raise self.error(f"expected a parameter name inside {name}(...)")
+                    if key in params:
+                        raise self.error(f"parameter {key!r} given twice", kpos)
+                    self.expect("=")
+                    params[key] = self.value()
+                    if self.peek() == ",":
+                        self.i += 1
+                        continue
+                    break
+            self.expect(")")
+        if self.peek() == "*":
+            self.i += 1
+            num = self.match(_NUMBER)
+            if num is None:
+                raise self.error("expected a number after '*'")
+            weight *= float(num)
+        if weight <= 0:
+            raise self.error("weights must be positive", start)
+        return Term(weight=weight, name=name, params=params, pos=pos)
+
+    def value(self) -> Any:
+        self.ws()
+        if self.i < len(self.s) and self.s[self.i] in "'\"":
+            quote = self.s[self.i]
+            end = self.s.find(quote, self.i + 1)
+            if end < 0:
+                raise self.error("unterminated string")
+            text = self.s[self.i + 1 : end]
+            self.i = end + 1
+            return text
+        m = re.compile(r"[-+]?[A-Za-z0-9_.]+(?:[eE][-+]?[0-9]+)?").match(self.s, self.i)
+        if not m:
+            raise self.error("expected a value")
+        self.i = m.end()
+        return _value(m.group(0))
+
+    def parse(self) -> list[Term]:
+        if not self.s.strip():
+            raise SpecError(self.s, 0, "empty loss spec")
+        terms = [self.term()]
+        while self.peek() == "+":
+            self.i += 1
+            terms.append(self.term())
+        self.ws()
+        if self.i != len(self.s):
+            raise self.error(f"unexpected {self.s[self.i]!r}; terms are joined with '+'")
+        return terms
+
+
+def parse_spec(spec: str) -> list[Term]:
+    """Parse a spec string into its terms.
+
+    Raises:
+        SpecError: (a ``ValueError``) naming the position of the first error.
+    """
+    if not isinstance(spec, str):
+        raise ValueError(f"a loss spec is a string, got {type(spec).__name__}")
+    return _Parser(spec).parse()
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "none"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def format_term(term: Term) -> str:
+    """``Term(0.5, "dice", {"squared": True})`` -> ``"0.5*dice(squared=true)"``."""
+    args = ", ".join(f"{k}={_fmt_value(v)}" for k, v in term.params.items())
+    body = f"{term.name}({args})" if args else term.name
+    return body if term.weight == 1 else f"{term.weight:g}*{body}"
+
+
+def format_spec(terms: list[Term]) -> str:
+    """The canonical spec string of ``terms`` (what studies and reports store)."""
+    return " + ".join(format_term(t) for t in terms)

@@ -1,0 +1,5 @@
+"""Model families with a pluggable mask loss, behind one registry of named presets."""
+
+from losslab.models.registry import ModelInfo, create_model, get_model_info, list_models, register_model
+
+__all__ = ["ModelInfo", "create_model", "get_model_info", "list_models", "register_model"]
