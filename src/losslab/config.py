@@ -47,9 +47,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
         errors = []
         for arg in args:
             if arg is type(None):
@@ -64,8 +64,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin in (tuple, list):
         if isinstance(value, str):
             text = value.strip()
-            parsed = json.loads(text.replace("(", "[").replace(")", "]")) if text[:1] in "[(" else text.split(",")
-            value = parsed
+            value = json.loads(text.replace("(", "[").replace(")", "]")) if text[:1] in "[(" else text.split(",")
         if not isinstance(value, (list, tuple)):
             value = [value]
         if origin is tuple and args and args[-1] is not Ellipsis:
@@ -92,7 +91,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             try:
                 return int(value)
             except ValueError:
-                f = float(value)
+                try:
+                    f = float(value)
+                except ValueError:
+                    f = float("nan")
                 if f.is_integer():
                     return int(f)
         raise ValueError(f"{key}: expected an integer, got {value!r}")

@@ -31,8 +31,7 @@ def _squeeze_channel(t: Tensor, name: str) -> Tensor:
     if t.dim() == 4:
         if t.shape[1] != 1:
             raise ValueError(
-                f"{name} has shape {tuple(t.shape)}: a 4-D mask must be (N, 1, H, W); "
-                "pass one channel per instance"
+                f"{name} has shape {tuple(t.shape)}: a 4-D mask must be (N, 1, H, W); pass one channel per instance"
             )
         return t[:, 0]
     if t.dim() != 3:
@@ -54,13 +53,9 @@ def check_mask_inputs(
     if not logits.is_floating_point():
         raise ValueError(f"logits must be a float tensor, got dtype {logits.dtype}; call .float() first")
     if not target.is_floating_point():
-        raise ValueError(
-            f"target must be a float tensor in [0, 1], got dtype {target.dtype}; call .float() first"
-        )
+        raise ValueError(f"target must be a float tensor in [0, 1], got dtype {target.dtype}; call .float() first")
     if logits.shape != target.shape:
-        raise ValueError(
-            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape"
-        )
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape")
     logits = _squeeze_channel(logits, "logits")
     target = _squeeze_channel(target, "target")
     if valid is not None:
@@ -68,9 +63,7 @@ def check_mask_inputs(
             raise ValueError("valid must be a torch tensor or None")
         valid = _squeeze_channel(valid, "valid") if valid.dim() == 4 else valid
         if valid.shape != logits.shape:
-            raise ValueError(
-                f"valid {tuple(valid.shape)} must have the shape of logits {tuple(logits.shape)}"
-            )
+            raise ValueError(f"valid {tuple(valid.shape)} must have the shape of logits {tuple(logits.shape)}")
         valid = valid.to(dtype=logits.dtype)
     if target.dtype != logits.dtype:
         target = target.to(logits.dtype)

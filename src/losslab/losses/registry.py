@@ -133,6 +133,5 @@ def get_loss_info(name: str) -> LossInfo:
         from losslab.config import suggest
 
         raise ValueError(
-            f"unknown loss {name!r}.{suggest(name, _REGISTRY)} `losslab losses list` shows all "
-            f"{len(_REGISTRY)} losses."
+            f"unknown loss {name!r}.{suggest(name, _REGISTRY)} `losslab losses list` shows all {len(_REGISTRY)} losses."
         ) from None
