@@ -129,7 +129,9 @@ def create_loss(spec: str, reduction: str = "mean", contract: str = "mask") -> n
             raise SpecError(spec, term.pos, f"bad parameters for {term.name}: {exc}") from None
         if isinstance(module, MaskLoss):
             module.contract = contract
-        if info.simplify is not None:
+        # Simplifiers state equivalences on probabilities in [0, 1]; on raw values (regression) they
+        # need not hold (Huber with delta >= 1 is not 0.5*mse there).
+        if info.simplify is not None and contract == "mask":
             simpler = info.simplify(params)
             if simpler is not None:
                 equiv, why = simpler

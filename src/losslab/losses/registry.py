@@ -23,7 +23,8 @@ KINDS = ("pixel", "region", "structural", "boundary", "box", "class")
 #: The input contracts. A hybrid spec only sums losses of one contract.
 CONTRACTS = ("mask", "regression", "box", "class")
 
-# A simplifier maps a loss's resolved parameters to (equivalent spec, reason) or None.
+# A simplifier maps a loss's resolved parameters to (equivalent spec, reason) or None. It states an
+# equivalence under the mask contract; create_loss does not consult it for other contracts.
 Simplifier = Callable[[dict[str, Any]], "tuple[str, str] | None"]
 
 

@@ -92,8 +92,8 @@ class _Parser:
 
     def term(self) -> Term:
         weight = 1.0
-        start = self.i
         self.ws()
+        start = self.i  # after the blanks, so the caret points at the weight itself
         if self.peek() == "-":
             raise self.error("weights must be positive; a loss cannot be subtracted")
         num = self.match(_NUMBER)
