@@ -1,1 +1,81 @@
-"""data"""
+"""COCO-format data, the synthetic Cigarette-Butts-like dataset, joint transforms and loaders.
+
+Public API (docs/architecture.md): ``CocoInstances``, ``DenseDataset``, ``collate_instances``,
+``build_dataset``, ``ensure_synthetic``, ``build_transforms``, ``MEAN``, ``STD``, ``denormalize``.
+Names load lazily so that ``losslab data synth`` workers do not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+__all__ = [
+    "MEAN",
+    "STD",
+    "CocoInstances",
+    "DenseDataset",
+    "SynthConfig",
+    "build_dataset",
+    "build_transforms",
+    "check_dataset",
+    "collate_instances",
+    "denormalize",
+    "ensure_synthetic",
+    "make_generator",
+    "worker_init_fn",
+]
+
+_WHERE = {
+    "MEAN": "transforms",
+    "STD": "transforms",
+    "build_transforms": "transforms",
+    "denormalize": "transforms",
+    "CocoInstances": "coco",
+    "DenseDataset": "dense",
+    "collate_instances": "collate",
+    "make_generator": "collate",
+    "worker_init_fn": "collate",
+    "ensure_synthetic": "synth",
+    "SynthConfig": "synth",
+    "check_dataset": "check",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"losslab.data.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'losslab.data' has no attribute {name!r}")
+
+
+def build_dataset(
+    root: str | Path, split: str, task: str = "instance", size: int = 512, train: bool = False, skip_bad: bool = False
+) -> Dataset:
+    """The dataset of one split of a dataset folder (layout in docs/architecture.md).
+
+    Args:
+        root: dataset root (``ROOT/{split}/``, ``ROOT/annotations/instances_{split}.json``).
+        split: ``"train"`` or ``"val"``.
+        task: ``"instance"`` -> ``CocoInstances``; ``"dense"`` -> ``DenseDataset``.
+        size: square input size.
+        train: training augmentation (SSD-style for instances; flip + photometric for dense).
+        skip_bad: for instances, skip bad entries instead of raising.
+    """
+    root = Path(root)
+    if task == "dense":
+        from losslab.data.dense import DenseDataset
+
+        return DenseDataset(root, split, size=size, train=train)
+    if task != "instance":
+        raise ValueError(f"task must be 'instance' or 'dense', got {task!r}")
+    from losslab.data.coco import CocoInstances
+    from losslab.data.transforms import build_transforms
+
+    ann = root / "annotations" / f"instances_{split}.json"
+    if not ann.is_file():
+        raise ValueError(f"no annotation file {ann}; expected ROOT/annotations/instances_{split}.json")
+    return CocoInstances(ann, root / split, transform=build_transforms(size, train), skip_bad=skip_bad)

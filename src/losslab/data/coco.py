@@ -1,0 +1,153 @@
+"""``CocoInstances``: an instance-segmentation dataset over a COCO json and an image folder.
+
+Items follow docs/architecture.md: ``(image (3, S, S) normalised, target)`` with ``boxes`` xyxy
+in input pixels, ``labels`` in 1..C (category ids remapped to contiguous labels; 0 is
+background), ``masks`` uint8 ``(n, S, S)``, ``iscrowd`` bool (crowd regions are kept apart by
+this flag: evaluation ignores them, training must not learn them as positives), ``image_id``,
+``orig_size`` (h, w) and ``scale`` (input = original x scale, padding right and bottom).
+Images without annotations are kept: they teach background.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from losslab.data.cocofile import CocoIndex, Problem, decode_segmentation, load_coco, safe_image_path
+from losslab.data.transforms import Compose, ToTensor, sync_boxes
+
+__all__ = ["CocoInstances", "read_image"]
+
+log = logging.getLogger(__name__)
+
+
+def read_image(path: Path, where: str = "") -> np.ndarray:
+    """Read an image file as float32 RGB ``(H, W, 3)`` in [0, 255]; ValueError if unreadable."""
+    data = np.fromfile(str(path), np.uint8) if path.is_file() else None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
+    if img is None:
+        state = "does not exist" if data is None else "is not a readable image (corrupt or unsupported)"
+        raise ValueError(f"{where}image file {path} {state}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)
+
+
+def _format_problems(problems: list[Problem], limit: int = 10) -> str:
+    lines = [str(p) for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"... and {len(problems) - limit} more")
+    return "\n  ".join(lines)
+
+
+class CocoInstances(Dataset):
+    """A COCO-format instance-segmentation dataset.
+
+    Args:
+        ann_file: COCO instances json.
+        image_dir: folder that ``file_name`` is relative to (names escaping it are refused).
+        transform: a callable ``(sample, rng) -> sample`` such as ``build_transforms(size, train)``;
+            None gives the original size, normalised.
+        skip_bad: leave bad entries out with a logged warning (counted in ``skipped``) instead of
+            raising ``ValueError``.
+
+    Shape:
+        item: ``image`` ``(3, S, S)`` float; ``target["masks"]`` ``(n, S, S)`` uint8,
+        ``target["boxes"]`` ``(n, 4)`` float xyxy, ``target["labels"]`` / ``target["iscrowd"]`` ``(n,)``.
+    """
+
+    def __init__(
+        self, ann_file: str | Path, image_dir: str | Path, transform: Compose | None = None, skip_bad: bool = False
+    ):
+        self.ann_file = Path(ann_file)
+        self.image_dir = Path(image_dir)
+        self.transform = transform if transform is not None else Compose([ToTensor()])
+        self.skip_bad = skip_bad
+        index: CocoIndex = load_coco(self.ann_file, self.image_dir)
+        if index.problems and not skip_bad:
+            raise ValueError(
+                f"{len(index.problems)} problem(s) in {self.ann_file}:\n  {_format_problems(index.problems)}\n"
+                "Fix the file, or pass skip_bad=True (--skip-bad) to leave these entries out."
+            )
+        for p in index.problems:
+            log.warning("skipped: %s", p)
+        self.skipped: list[Problem] = list(index.problems)
+        self.images = index.images
+        self.anns_by_image = index.anns_by_image
+        self.categories = index.categories
+        self.label_to_cat = {i + 1: c["id"] for i, c in enumerate(self.categories)}
+        self.cat_to_label = {c: label for label, c in self.label_to_cat.items()}
+        self.cat_names = [c["name"] for c in self.categories]
+        self.num_classes = len(self.categories)
+        self._warned: set = set()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load_sample(self, i: int) -> dict:
+        """The untransformed sample of item ``i`` (numpy arrays at the original size)."""
+        info = self.images[i]
+        h, w = info["height"], info["width"]
+        path = safe_image_path(self.image_dir, info["file_name"])
+        image = read_image(path, f"{self.ann_file}: image id {info['id']}: ")
+        if image.shape[:2] != (h, w):
+            raise ValueError(
+                f"{self.ann_file}: image id {info['id']}: file {path} is {image.shape[1]}x{image.shape[0]} "
+                f"but the json says {w}x{h}; fix width/height in the json"
+            )
+        anns = self.anns_by_image.get(info["id"], [])
+        masks = np.zeros((len(anns), h, w), np.uint8)
+        for k, a in enumerate(anns):
+            masks[k] = decode_segmentation(a["segmentation"], h, w)
+        sample = {
+            "image": image,
+            "masks": masks,
+            "labels": np.array([self.cat_to_label[a["category_id"]] for a in anns], np.int64),
+            "iscrowd": np.array([bool(a.get("iscrowd", 0)) for a in anns], bool),
+            "scale": 1.0,
+        }
+        empty = [a["id"] for a, m in zip(anns, masks, strict=True) if not m.any() and a["id"] not in self._warned]
+        if empty:
+            self._warned.update(empty)  # once per annotation, not once per epoch
+            log.warning("%s: annotation id(s) %s cover no pixel; left out", self.ann_file, empty)
+        return sync_boxes(sample)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict]:
+        for _ in range(len(self)):
+            try:
+                sample = self.load_sample(i)
+                break
+            except ValueError as exc:
+                if not self.skip_bad:
+                    raise
+                # An unreadable file is only found when read: skip to the next image, counted.
+                info = self.images[i]
+                self.skipped.append(Problem(str(self.ann_file), f"image id {info['id']}", str(exc)))
+                log.warning("skipped: %s", exc)
+                i = (i + 1) % len(self)
+        else:
+            raise ValueError(f"{self.ann_file}: no readable image at all")
+        info = self.images[i]
+        # Drawn from torch's generator, which DataLoader seeds per worker and torch.manual_seed
+        # seeds in the main process: augmentation is reproducible and differs across workers.
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        sample = self.transform(sample, rng)
+        target = {
+            "boxes": sample["boxes"],
+            "labels": sample["labels"],
+            "masks": sample["masks"],
+            "iscrowd": sample["iscrowd"],
+            "image_id": int(info["id"]),
+            "orig_size": (int(info["height"]), int(info["width"])),
+            "scale": float(sample["scale"]),
+        }
+        return sample["image"], target
+
+    def __repr__(self) -> str:
+        return (
+            f"CocoInstances({self.ann_file}, images={len(self)}, classes={self.cat_names}, "
+            f"skipped={len(self.skipped)}, transform={self.transform})"
+        )
