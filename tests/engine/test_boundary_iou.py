@@ -10,13 +10,13 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
-from _coco_cases import pycocotools_eval, pycocotools_metrics, random_blob, random_case, rle_of
 from faster_coco_eval.core.mask import rleToBoundary
 from pycocotools.cocoeval import COCOeval
 from scipy import ndimage
 
 from losslab.engine.boundary import boundary_iou_counts, boundary_width, mask_boundary
 from losslab.engine.evaluate import METRIC_KEYS, evaluate_coco
+from tests.engine._coco_cases import pycocotools_eval, pycocotools_metrics, random_blob, random_case, rle_of
 
 RATIO = 0.02
 # pycocotools' decode warns under numpy 2 (its __array__ signature); not ours to fix.

@@ -10,7 +10,6 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
-from _coco_cases import pycocotools_eval, pycocotools_metrics, random_case, rle_of
 
 from losslab.engine.evaluate import (
     METRIC_KEYS,
@@ -19,6 +18,7 @@ from losslab.engine.evaluate import (
     evaluate_coco_with_pr,
     predictions_to_coco,
 )
+from tests.engine._coco_cases import pycocotools_eval, pycocotools_metrics, random_case, rle_of
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
