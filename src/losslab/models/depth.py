@@ -1,0 +1,112 @@
+"""Depth + mask: one shared U-Net encoder, two decoders (a depth head and a mask head).
+
+The loss is one catalogue spec per head with a weight per head (seed 004):
+
+    L = depth_weight · depth_loss(depth, depth_gt) + mask_weight · mask_loss(mask_logits, mask_gt)
+
+``depth_loss`` is built with the regression contract (raw predicted values against depth in
+metres); ``mask_loss`` with the mask contract (logits against 0/1). The seed's three
+combinations are ``depth_loss="2*rmse", mask_loss="bce + 2*dice"``, ``depth_loss="2*ssim",
+mask_loss="dice"`` and ``depth_loss="2*rmse", mask_loss="bce"``. Depth pixels equal to 0 are
+missing measurements (the 16-bit PNG convention) and are left out of the depth loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, dense_target, mask_losses, register_dense_preset
+from losslab.models.unet import UNetDecoder, UNetEncoder
+
+__all__ = ["SEED_COMBINATIONS", "DepthMaskConfig", "DepthMaskNet"]
+
+#: The seed's three loss combinations, as (depth_loss, mask_loss).
+SEED_COMBINATIONS = (("2*rmse", "bce + 2*dice"), ("2*ssim", "dice"), ("2*rmse", "bce"))
+
+
+@dataclass
+class DepthMaskConfig:
+    """The depth + mask network's losses and shape.
+
+    Attributes:
+        depth_loss: catalogue spec on depth values (regression contract).
+        mask_loss: catalogue spec on mask logits (mask contract).
+        depth_weight, mask_weight: weights of the two heads' losses.
+        input_size: the square input side S of the data.
+        num_classes: foreground classes (1: one binary mask).
+        in_channels: image channels.
+        base_channels: width of the first U-Net level (doubles at each down-sampling).
+        depth: number of down-sampling steps of the shared encoder (network depth, not the target).
+    """
+
+    depth_loss: str = "2*rmse"
+    mask_loss: str = "bce + 2*dice"
+    depth_weight: float = 1.0
+    mask_weight: float = 1.0
+    input_size: int = 128
+    num_classes: int = 1
+    in_channels: int = 3
+    base_channels: int = 16
+    depth: int = 4
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``ValueError`` on values that cannot build a model (run on every new config)."""
+        if self.num_classes != 1:
+            raise ValueError(
+                f"the mask head predicts one foreground mask: num_classes must be 1, not {self.num_classes}"
+            )
+        if self.base_channels < 1 or self.depth < 1 or self.in_channels < 1:
+            raise ValueError(f"base_channels, depth and in_channels must be >= 1, got {self}")
+
+
+class DepthMaskNet(DenseModel):
+    """Shared encoder, a depth decoder and a mask decoder, each with its own catalogue loss.
+
+    Shape:
+        - images: ``(B, in_channels, S, S)``.
+        - eval output: ``{"mask": logits (B, 1, S, S), "depth": values (B, 1, S, S)}``.
+        - training output: ``{"loss_depth": scalar, "loss_mask": scalar}`` plus logged terms.
+    """
+
+    def __init__(self, config: DepthMaskConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = UNetEncoder(config.in_channels, config.base_channels, config.depth)
+        self.depth_decoder = UNetDecoder(config.base_channels, config.depth, out_channels=1)
+        self.mask_decoder = UNetDecoder(config.base_channels, config.depth, out_channels=1)
+        self.depth_loss = HeadLoss(config.depth_loss, "regression", config.depth_weight)
+        self.mask_loss = HeadLoss(config.mask_loss, "mask", config.mask_weight)
+
+    def predict(self, images: Tensor) -> dict[str, Tensor]:
+        features = self.encoder(images)
+        return {"mask": self.mask_decoder(features), "depth": self.depth_decoder(features)}
+
+    def losses(self, outputs: dict[str, Tensor], targets: DenseTargets) -> dict[str, Tensor]:
+        pred = outputs["depth"]
+        gt = dense_target(targets, "depth", pred)
+        valid = gt > 0
+        # All-valid is the common case: no mask lets every loss take its unmasked path.
+        valid_arg = None if bool(valid.all()) else valid.to(pred.dtype)
+        out = {"loss_depth": self.depth_loss(pred, gt, valid_arg)}
+        out.update({f"depth/{k}": v for k, v in self.depth_loss.terms(pred, gt, valid_arg).items()})
+        out.update(mask_losses(self.mask_loss, outputs["mask"], targets))
+        return out
+
+
+register_dense_preset(
+    "depthmask",
+    DepthMaskConfig(),
+    DepthMaskNet,
+    "depth + mask: shared U-Net encoder (16 channels, depth 4), two decoders, 128 px",
+)
+register_dense_preset(
+    "depthmask_tiny",
+    DepthMaskConfig(base_channels=8, depth=3, input_size=64),
+    DepthMaskNet,
+    "depth + mask, tiny: shared U-Net encoder (8 channels, depth 3), two decoders, 64 px",
+)

@@ -1,0 +1,103 @@
+"""MaskNet: the small fully convolutional mask network of the mask/depth loss comparison (seed 004).
+
+Layer by layer as the seed's summary (59,745 parameters at 3 input channels):
+
+- two parallel stems, each ``Conv3x3(C_in, 32) -> ReLU -> BatchNorm -> Dropout``;
+- their outputs concatenated (64 channels) and mixed by a ``Conv1x1(64, 32)``;
+- ``Conv3x3(32, 64) -> ReLU -> BN -> Dropout``, ``Conv3x3(64, 64) -> ReLU -> BN -> Dropout``;
+- ``Conv1x1(64, 1)``: one logit per pixel, at full resolution (no down-sampling).
+
+The seed fed its two stems two images (the background and the scene). losslab's dense data
+has one image per sample, so both stems read it (two independently initialised 3x3 filter
+banks over the same input); an input with ``2 * in_channels`` channels is split between the
+stems as in the seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, mask_losses, register_dense_preset
+
+__all__ = ["MaskNet", "MaskNetConfig"]
+
+
+@dataclass
+class MaskNetConfig:
+    """MaskNet's loss and shape.
+
+    Attributes:
+        mask_loss: catalogue spec of the mask loss (mask contract, on logits).
+        mask_weight: weight of the mask loss.
+        input_size: the square input side S of the data (any size works: fully convolutional).
+        num_classes: foreground classes (1: one binary mask).
+        in_channels: channels of each stem's input (3: an RGB image).
+        dropout: dropout rate after each block (the seed's ``dropout_rate``, 0 by default).
+    """
+
+    mask_loss: str = "bce"
+    mask_weight: float = 1.0
+    input_size: int = 128
+    num_classes: int = 1
+    in_channels: int = 3
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``ValueError`` on values that cannot build a model (run on every new config)."""
+        if self.num_classes != 1:
+            raise ValueError(
+                f"MaskNet predicts one binary (foreground) mask: num_classes must be 1, not {self.num_classes}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def _block(c_in: int, c_out: int, dropout: float) -> nn.Sequential:
+    """``Conv3x3 -> ReLU -> BatchNorm -> Dropout``, in the seed's order (activation before norm)."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(c_out), nn.Dropout(dropout))
+
+
+class MaskNet(DenseModel):
+    """The seed's MaskNet with a catalogue mask loss.
+
+    Shape:
+        - images: ``(B, in_channels, S, S)`` (or ``(B, 2 * in_channels, S, S)``, one half per stem).
+        - eval output: ``{"mask": logits (B, 1, S, S)}``; training: ``{"loss_mask": scalar, ...}``.
+    """
+
+    def __init__(self, config: MaskNetConfig):
+        super().__init__()
+        self.config = config
+        c, p = config.in_channels, config.dropout
+        self.stem_a = _block(c, 32, p)
+        self.stem_b = _block(c, 32, p)
+        self.mix = nn.Conv2d(64, 32, 1)
+        self.body = nn.Sequential(_block(32, 64, p), _block(64, 64, p))
+        self.head = nn.Conv2d(64, 1, 1)
+        self.mask_loss = HeadLoss(config.mask_loss, "mask", config.mask_weight)
+
+    def accepted_channels(self) -> tuple[int, ...]:
+        return (self.config.in_channels, 2 * self.config.in_channels)
+
+    def predict(self, images: Tensor) -> dict[str, Tensor]:
+        c = self.config.in_channels
+        a, b = (images, images) if images.shape[1] == c else (images[:, :c], images[:, c:])
+        x = self.mix(torch.cat([self.stem_a(a), self.stem_b(b)], dim=1))
+        return {"mask": self.head(self.body(x))}
+
+    def losses(self, outputs: dict[str, Tensor], targets: DenseTargets) -> dict[str, Tensor]:
+        return mask_losses(self.mask_loss, outputs["mask"], targets)
+
+
+register_dense_preset(
+    "masknet",
+    MaskNetConfig(),
+    MaskNet,
+    "MaskNet of seed 004: 59,745-parameter fully convolutional mask network, 128 px",
+)
