@@ -1,9 +1,155 @@
-"""`losslab study` commands."""
+"""`losslab study` commands: run a study grid, report on it, watch it, list the built-in ones."""
 
 from __future__ import annotations
 
+import importlib
+import sys
+import time
+from pathlib import Path
+
 import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table as RichTable
+
+from losslab.config import parse_kv
+
+study_app = typer.Typer(
+    help=(
+        "Studies: train once per configuration of a grid (loss x batch size x model x seed), store every "
+        "result in DIR/study.db, resume after a crash, and report tables with confidence intervals and plots."
+    ),
+    no_args_is_help=True,
+)
+# Piped output (make study | tee) gets a wide table instead of rich's 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _load_run_fn(text: str | None):
+    if text is None:
+        return None
+    module, _, name = text.partition(":")
+    if not name:
+        raise ValueError(f"--run-fn must be MODULE:FUNCTION, got {text!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+@study_app.command("run")
+def run_cmd(
+    name_or_yaml: str = typer.Argument(..., help="A built-in study (`losslab study list`) or a study YAML file."),
+    out: Path = typer.Option(..., "--out", "-o", help="The study folder (study.db, runs/, the report)."),
+    seeds: int = typer.Option(None, "--seeds", help="Run seeds 0..N-1 instead of the spec's seeds."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Local runs in parallel processes (1: in this process)."),
+    executor: str = typer.Option("local", "--executor", help="'local' or 'ray' (one run per Ray task)."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray instance)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a base config key for every run: key=value."),
+    retry_failed: bool = typer.Option(True, help="Run again the runs that failed in an earlier attempt."),
+    report: bool = typer.Option(True, help="Write the report when the runs are finished."),
+    run_fn: str = typer.Option(None, "--run-fn", hidden=True, help="MODULE:FUNCTION replacing run_experiment."),
+) -> None:
+    """Run (or resume) a study: every run not done yet, then print its table and write its report.
+
+    Killing it loses at most the work since each run's last checkpoint; run the same command again to
+    resume. Runs that fail are recorded with their traceback and the study goes on.
+    """
+    from losslab.study.report import print_tables, write_report
+    from losslab.study.runner import run_study
+    from losslab.study.spec import load_study, parse_study, validate_keys
+
+    try:
+        study = load_study(name_or_yaml, seeds=seeds)
+        if set_:
+            data = study.to_dict()
+            data["config"].update({k: yaml.safe_load(v) for k, v in parse_kv(set_).items()})
+            study = parse_study(data, where=name_or_yaml)
+        fn = _load_run_fn(run_fn)
+        if fn is None:
+            validate_keys(study)
+        start = time.time()
+        summary = run_study(study, out, run_fn=fn, executor=executor, workers=workers, address=address,
+                            retry_failed=retry_failed, console=err)  # fmt: skip
+    except ValueError as exc:
+        _fail(exc)
+    err.print(
+        f"study {study.name}: {summary['done']} runs done and {summary['failed']} failed now, "
+        f"{summary['skipped']} done before, of {summary['total']} ({time.time() - start:.0f} s)"
+    )
+    print_tables(out, console)
+    if report:
+        files = write_report(out)
+        console.print(f"report: {files['report.md']} (and report.html, table.tex, results.csv, plots/)")
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+@study_app.command("report")
+def report_cmd(out: Path = typer.Argument(..., help="The study folder.")) -> None:
+    """Write report.md, report.html, table.tex, results.csv and plots/ from DIR/study.db."""
+    from losslab.study.report import print_tables, write_report
+
+    try:
+        files = write_report(out)
+    except ValueError as exc:
+        _fail(exc)
+    print_tables(out, console)
+    console.print(f"report: {files['report.md']}")
+    for name in sorted(files):
+        console.print(f"  {files[name]}")
+
+
+@study_app.command("status")
+def status_cmd(out: Path = typer.Argument(..., help="The study folder.")) -> None:
+    """A table of the study's runs: state, progress, time and ETA."""
+    from losslab.study.status import status_table
+
+    try:
+        table, footer = status_table(out)
+    except ValueError as exc:
+        _fail(exc)
+    console.print(table)
+    console.print(footer)
+
+
+@study_app.command("list")
+def list_cmd() -> None:
+    """The built-in studies with their number of configurations and runs."""
+    from losslab.study.builtin import BUILTIN_STUDIES
+    from losslab.study.spec import load_study
+
+    table = RichTable(title="built-in studies (`losslab study show NAME` prints one as YAML)")
+    for col in ("name", "model", "configs", "seeds", "runs"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("description", overflow="fold", ratio=1)
+    for name in BUILTIN_STUDIES:
+        try:
+            study = load_study(name)
+        except ValueError as exc:
+            table.add_row(name, "", "", "", "", f"[red]invalid here: {exc}[/]")
+            continue
+        model = study.model or ", ".join(sorted({str(r.config.get("model")) for r in study.runs()}))
+        table.add_row(name, model, str(len(study.labels())), str(len(study.seeds)), str(len(study.unique_runs())),
+                      study.description)  # fmt: skip
+    console.print(table)
+
+
+@study_app.command("show")
+def show_cmd(name: str = typer.Argument(..., help="A built-in study name or a YAML file.")) -> None:
+    """Print a study spec as YAML (to copy and edit)."""
+    from losslab.study.spec import load_study
+
+    try:
+        typer.echo(load_study(name).to_yaml())
+    except ValueError as exc:
+        _fail(exc)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `losslab study ...` to the root app."""
+    app.add_typer(study_app, name="study")

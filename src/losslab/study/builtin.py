@@ -1,0 +1,227 @@
+"""Built-in studies: the survey's experiments (its README table and the paper's Tables I-III), an
+audit of what the survey's code actually trained, and the other seeds' loss comparisons.
+
+Each entry is a plain spec dict (see ``losslab.study.spec``); ``losslab study show NAME`` prints it
+as YAML to copy and edit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["BUILTIN_STUDIES", "QUICK_ITERATIONS"]
+
+# ---- The budget of `quick` (the `make study` main job). Sized so that the nine runs, with their
+# evaluation and FPS measurement, finish within 15 minutes on a 2-core CPU. The lead tunes these
+# after measuring the trainer: ~100 s per run is the whole budget.
+#: Training iterations of each `quick` run.
+QUICK_ITERATIONS = 200
+#: Batch size of each `quick` run.
+QUICK_BATCH_SIZE = 4
+#: Input size (pixels) of the model and of the synthetic images in `quick`.
+QUICK_INPUT_SIZE = 160
+#: Synthetic training / validation images of `quick`.
+QUICK_TRAIN_IMAGES = 200
+QUICK_VAL_IMAGES = 40
+#: Seeds of `quick` (1: a bootstrap over validation images gives the intervals).
+QUICK_SEEDS = 1
+
+#: The paper's scale (Section IV): 2,000 train / 200 val images, 512 px, SGD at lr 1e-4; the
+#: survey's config trained 4,000 iterations (`yolact_plus_cig_butts_config.max_iter`).
+PAPER_DATASET = {"synthetic": {"train": 2000, "val": 200, "size": 512, "seed": 0}}
+PAPER_CONFIG = {"max_iter": 4000, "lr": 0.0001, "input_size": 512}
+
+#: The survey README's nine configurations (its results table, in its order).
+README_LOSSES = {
+    "BCE": "bce",
+    "Dice Loss": "dice",
+    "Huber Loss": "huber",
+    "Log Cosh Dice": "log_cosh_dice",
+    "MSE Loss": "mse",
+    "Log Cosh BCE": "log_cosh_bce",
+    "Huber Loss + BCE": "huber + bce",
+    "Huber Loss + MSE": "huber + mse",
+    "BCE + MSE": "bce + mse",
+}
+
+# Table III of the paper: (name, alpha, beta) for "alpha * Loss1 + beta * Loss2", in its row order.
+_HYBRID_ROWS = [
+    ("HL + BCE", 1, 1),
+    ("HL + MSE", 1, 1),
+    ("MSE + BCE", 1, 1),
+    ("MSE + BCE", 2, 1),
+    ("MSE + BCE", 3, 1),
+    ("MSE + HL", 2, 1),
+    ("MSE + HL", 3, 1),
+    ("HL + BCE", 2, 1),
+    ("HL + BCE", 3, 1),
+    ("MSE + BCE", 0.5, 1),
+    ("MSE + HL", 0.5, 1),
+    ("HL + BCE", 0.5, 1),
+]
+_SPEC_NAMES = {"HL": "huber", "BCE": "bce", "MSE": "mse"}
+
+
+def _hybrid_losses() -> dict[str, str]:
+    out = {"BCE": "bce"}
+    for name, alpha, beta in _HYBRID_ROWS:
+        first, second = (_SPEC_NAMES[p.strip()] for p in name.split("+"))
+        a = "" if alpha == 1 else f"{alpha}*"
+        b = "" if beta == 1 else f"{beta}*"
+        out[f"{name} (α={alpha}, β={beta})"] = f"{a}{first} + {b}{second}"
+    return out
+
+
+def _cpu_dataset() -> dict[str, Any]:
+    # The trainer generates the synthetic set once (instance or dense, as the model's task needs).
+    return {"synthetic": {"train": QUICK_TRAIN_IMAGES, "val": QUICK_VAL_IMAGES, "size": QUICK_INPUT_SIZE, "seed": 0}}
+
+
+_CPU_CONFIG = {"max_iter": QUICK_ITERATIONS, "batch_size": QUICK_BATCH_SIZE, "input_size": QUICK_INPUT_SIZE}
+
+BUILTIN_STUDIES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "name": "quick",
+        "description": (
+            "The survey README's nine mask losses on YOLACT (yolact_tiny) and the synthetic "
+            "Cigarette-Butts-like data, sized for a 2-core CPU (about 15 minutes)."
+        ),
+        "dataset": _cpu_dataset(),
+        "model": "yolact_tiny",
+        "config": dict(_CPU_CONFIG),
+        "grid": {"mask_loss": dict(README_LOSSES)},
+        "seeds": QUICK_SEEDS,
+        "baseline": "BCE",
+    },
+    "readme": {
+        "name": "readme",
+        "description": (
+            "The survey README's nine configurations at the paper's scale: YOLACT++ R-101 "
+            "(yolact_plus_base), 512 px, 2,000 training images. For GPUs."
+        ),
+        "dataset": PAPER_DATASET,
+        "model": "yolact_plus_base",
+        # The README's BCE row (83.65) is Table I's batch-8 row: the README ran at batch 8.
+        "config": {**PAPER_CONFIG, "batch_size": 8},
+        "grid": {"mask_loss": dict(README_LOSSES)},
+        "seeds": 3,
+        "baseline": "BCE",
+    },
+    "paper-batch": {
+        "name": "paper-batch",
+        "description": "Table I of the paper: YOLACT++ with BCE at batch sizes 2, 8 and 16.",
+        "dataset": PAPER_DATASET,
+        "model": "yolact_plus_base",
+        "config": {**PAPER_CONFIG, "mask_loss": "bce"},
+        "grid": {"batch_size": {"batch 2": 2, "batch 8": 8, "batch 16": 16}},
+        "seeds": 3,
+        "baseline": "batch 8",
+    },
+    "paper-single": {
+        "name": "paper-single",
+        "description": (
+            "Table II of the paper: single mask losses on YOLACT++ at batch 16, Huber with delta "
+            "1, 2 and 3 (on probabilities these are one and the same loss: |p - g| <= 1)."
+        ),
+        "dataset": PAPER_DATASET,
+        "model": "yolact_plus_base",
+        "config": {**PAPER_CONFIG, "batch_size": 16},
+        "grid": {
+            "mask_loss": {
+                "BCE": "bce",
+                "HL (δ=1)": "huber(delta=1)",
+                "HL (δ=2)": "huber(delta=2)",
+                "HL (δ=3)": "huber(delta=3)",
+                "LCDL": "log_cosh_dice",
+                "MSE": "mse",
+            }
+        },
+        "seeds": 3,
+        "baseline": "BCE",
+    },
+    "paper-hybrid": {
+        "name": "paper-hybrid",
+        "description": "Table III of the paper: every weighted hybrid alpha*Loss1 + beta*Loss2, against BCE.",
+        "dataset": PAPER_DATASET,
+        "model": "yolact_plus_base",
+        "config": {**PAPER_CONFIG, "batch_size": 16},
+        "grid": {"mask_loss": _hybrid_losses()},
+        "seeds": 3,
+        "baseline": "BCE",
+    },
+    "audit": {
+        "name": "audit",
+        "description": (
+            "The survey's code as it ran against the losses it meant: its Dice was a per-pixel "
+            "ratio (pixel_dice, smooth 0.1), its MSE configuration set `use_MSE_loss` while the "
+            "code reads `use_mse_loss` (so it trained plain BCE), and its Huber on probabilities "
+            "is 0.5*MSE for any delta >= 1."
+        ),
+        "dataset": _cpu_dataset(),
+        "model": "yolact_tiny",
+        "config": dict(_CPU_CONFIG),
+        "grid": {
+            "mask_loss": {
+                "BCE": "bce",
+                "Dice (as run: pixel_dice)": "pixel_dice(smooth=0.1)",
+                "Dice (meant)": "dice",
+                "MSE (as run: BCE)": "bce",
+                "MSE (meant)": "mse",
+                "Huber δ=2 (as run)": "huber(delta=2)",
+                "0.5*MSE (what it is)": "0.5*mse",
+            }
+        },
+        "seeds": 3,
+        "baseline": "BCE",
+        "notes": [
+            "'MSE (as run: BCE)' is the same configuration as 'BCE': its numbers are the BCE runs.",
+            "The survey's hybrids added the second loss on the uncropped mask (mask_proto_double_loss); "
+            "losslab's hybrids apply every term to the same cropped mask.",
+        ],
+    },
+    "maskrcnn-custom": {
+        "name": "maskrcnn-custom",
+        "description": (
+            "The Mask R-CNN custom-mask-loss page: BCE, soft Dice (eps 1e-6) and label-smoothing "
+            "BCE (0.05) on maskrcnn_tiny."
+        ),
+        "dataset": _cpu_dataset(),
+        "model": "maskrcnn_tiny",
+        "config": dict(_CPU_CONFIG),
+        "grid": {
+            "mask_loss": {
+                "BCE": "bce",
+                "Soft Dice": "dice(smooth=0.000001)",
+                "Label smoothing BCE": "label_smoothing_bce(smoothing=0.05)",
+            }
+        },
+        "seeds": 2,
+        "baseline": "BCE",
+    },
+    "masknet-depth": {
+        "name": "masknet-depth",
+        "description": (
+            "Seed 004: MaskNet's mask loss (BCE, SSIM, Dice), then depth + mask with the seed's "
+            "three combinations of a depth loss and a mask loss."
+        ),
+        "dataset": _cpu_dataset(),
+        "model": None,
+        "config": dict(_CPU_CONFIG),
+        "grid": {
+            "variants": {
+                "MaskNet: BCE": {"model": "masknet", "mask_loss": "bce"},
+                "MaskNet: SSIM": {"model": "masknet", "mask_loss": "ssim"},
+                "MaskNet: Dice": {"model": "masknet", "mask_loss": "dice"},
+                "Depth: RMSE + (BCE & Dice)": {
+                    "model": "depthmask_tiny",
+                    "depth_loss": "2*rmse",
+                    "mask_loss": "bce + 2*dice",
+                },
+                "Depth: SSIM + Dice": {"model": "depthmask_tiny", "depth_loss": "2*ssim", "mask_loss": "dice"},
+                "Depth: RMSE + BCE": {"model": "depthmask_tiny", "depth_loss": "2*rmse", "mask_loss": "bce"},
+            }
+        },
+        "seeds": 2,
+        "baseline": "MaskNet: BCE",
+    },
+}

@@ -1,0 +1,303 @@
+"""Run a study: every run of its grid once, resumable, with its results in ``DIR/study.db``.
+
+``run_study(study, out_dir)`` records the spec and its runs, skips the runs that are done, puts runs
+that a killed process left ``running`` back in the queue (the trainer resumes them from their last
+checkpoint), runs the rest through an executor and stores each outcome in one transaction. A run that
+fails is stored with its traceback and the study goes on. One process at a time drives a folder (a lock
+file); workers never touch the database.
+
+Run folders are ``DIR/runs/<run_id>`` (the id is a hash of the config, so a folder always belongs to the
+same run).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from losslab.study.executors import InlineExecutor, ProcessExecutor, RunFn, last_step, write_returned_files
+from losslab.study.spec import RunSpec, StudySpec
+from losslab.study.store import StudyStore
+
+__all__ = [
+    "DATA_KEY",
+    "ITERATION_KEYS",
+    "default_run_fn",
+    "pregenerate_synthetic",
+    "resolve_data",
+    "run_dir_of",
+    "run_study",
+    "study_lock",
+]
+
+#: The trainer's config key for the dataset folder.
+DATA_KEY = "data"
+#: Config keys that may hold a run's length in steps (for progress and ETA).
+ITERATION_KEYS = ("iterations", "max_iter", "max_iterations", "steps")
+
+
+def default_run_fn() -> RunFn:
+    """``losslab.engine.run.run_experiment``, imported only when a study really trains."""
+    try:
+        from losslab.engine.run import run_experiment
+    except ImportError as exc:
+        raise ValueError(f"the trainer (losslab.engine.run.run_experiment) is not available: {exc}") from None
+    return run_experiment
+
+
+def resolve_data(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run config with a dataset folder made absolute (workers may run elsewhere)."""
+    data = str(config.get(DATA_KEY, "synthetic"))
+    if data == "synthetic":
+        return dict(config)
+    path = Path(data).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"dataset path {data!r} is not a folder (expected ROOT/train, ROOT/val, ROOT/annotations)")
+    return {**config, DATA_KEY: str(path.resolve())}
+
+
+def pregenerate_synthetic(runs: list[RunSpec]) -> None:
+    """Generate each synthetic dataset the runs need once, before parallel workers would race to."""
+    from losslab.data import ensure_synthetic
+    from losslab.models.registry import get_model_info
+
+    done: set[tuple] = set()
+    for run in runs:
+        cfg = run.config
+        if cfg.get(DATA_KEY) != "synthetic" or cfg.get("cache_dir"):
+            continue
+        task = get_model_info(str(cfg.get("model"))).task
+        args = {k: cfg[f"synth_{k}"] for k in ("train", "val", "size", "seed") if f"synth_{k}" in cfg}
+        key = (task, tuple(sorted(args.items())))
+        if key not in done:
+            done.add(key)
+            ensure_synthetic(None, task=task, **args)
+
+
+def run_dir_of(out_dir: str | Path, run_id: str) -> Path:
+    """The folder of one run."""
+    return Path(out_dir) / "runs" / run_id
+
+
+def iterations_of(config: Mapping[str, Any]) -> int | None:
+    """A run's length in steps, if its config says."""
+    for key in ITERATION_KEYS:
+        value = config.get(key)
+        if isinstance(value, (int, float)) and value > 0:
+            return int(value)
+    return None
+
+
+@contextmanager
+def study_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``DIR/.lock`` so that one process at a time drives a study (freed when it dies)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{out_dir} is in use by another `losslab study run`; wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _make_executor(kind: str, run_fn: RunFn, workers: int, address: str | None, progress: bool) -> Any:
+    if kind == "ray":
+        from losslab.study.ray_executor import RayExecutor
+
+        return RayExecutor(run_fn, address=address, max_in_flight=workers if workers > 1 else None)
+    if kind != "local":
+        raise ValueError(f"--executor must be 'local' or 'ray', got {kind!r}")
+    if workers > 1:
+        return ProcessExecutor(run_fn, workers)
+    return InlineExecutor(run_fn, progress=progress)
+
+
+class _StudyProgress:
+    """The study-level progress: a live bar (with one bar per run in flight) when runs execute
+    elsewhere, a printed bar between runs when the trainer's own bar owns the terminal."""
+
+    def __init__(self, console: Console, total: int, done: int, live: bool, enabled: bool):
+        self.console = console
+        self.enabled = enabled
+        self.live = live and enabled
+        self.total = total
+        self.done = done
+        self.durations: list[float] = []
+        self.started = time.time()
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not self.live,
+        )
+        self.study_task = self.progress.add_task("study", total=total, completed=done)
+        self.run_tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _StudyProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def eta(self) -> float | None:
+        if not self.durations:
+            return None
+        return sum(self.durations) / len(self.durations) * (self.total - self.done)
+
+    def started_run(self, run: RunSpec, run_dir: Path) -> None:
+        if self.live:
+            total = iterations_of(run.config)
+            self.run_tasks[run.run_id] = (
+                self.progress.add_task(escape(f"  {run.label} · seed {run.seed}"), total=total),
+                run_dir,
+            )
+        elif self.enabled:
+            eta = self.eta()
+            eta_text = f", study ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}" if eta is not None else ""
+            width = 30
+            filled = int(width * self.done / max(1, self.total))
+            bar = "█" * filled + "░" * (width - filled)
+            self.console.rule(
+                f"[bold]study {bar} {self.done}/{self.total}{eta_text}[/] · run {escape(run.label)} · seed {run.seed}"
+            )
+
+    def finished_run(self, run_id: str, wall: float | None) -> None:
+        self.done += 1
+        if wall:
+            self.durations.append(wall)
+        self.progress.update(self.study_task, completed=self.done)
+        if run_id in self.run_tasks:
+            task, _ = self.run_tasks.pop(run_id)
+            self.progress.remove_task(task)
+
+    def poll(self) -> None:
+        for task, run_dir in self.run_tasks.values():
+            step = last_step(run_dir / "metrics.csv")
+            if step is not None:
+                self.progress.update(task, completed=step)
+
+
+def run_study(
+    study: StudySpec,
+    out_dir: str | Path,
+    run_fn: RunFn | None = None,
+    executor: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    progress: bool = True,
+    retry_failed: bool = True,
+    console: Console | None = None,
+) -> dict[str, int]:
+    """Run (or resume) a study in ``out_dir``.
+
+    Args:
+        study: the parsed spec.
+        out_dir: the study folder; ``study.db`` and ``runs/`` go there.
+        run_fn: ``run_fn(config, run_dir, progress=...) -> result``; default ``run_experiment``.
+        executor: ``"local"`` or ``"ray"``.
+        workers: local runs in parallel processes (1: in this process); for Ray, the most in flight.
+        address: the Ray cluster (None: a local instance).
+        progress: show progress bars.
+        retry_failed: run again the runs that failed before.
+        console: where progress goes.
+
+    Returns:
+        ``{"total", "skipped", "done", "failed"}``: runs in the study, already done before, and done or
+        failed now.
+    """
+    out_dir = Path(out_dir)
+    console = console or Console(stderr=True)
+    runs = study.unique_runs()
+    with study_lock(out_dir):
+        store = StudyStore(out_dir / "study.db")
+        try:
+            held = store.study()
+            if held is not None and held["name"] != study.name:
+                raise ValueError(
+                    f"{out_dir} holds study {held['name']!r}, not {study.name!r}: give this study its own --out folder"
+                )
+            store.save_study(study.name, study.to_dict(), runs)
+            (out_dir / "study.yaml").write_text(study.to_yaml())
+            store.reset_interrupted()
+            status = {r["run_id"]: r["status"] for r in store.runs()}
+            wanted = ("pending", "failed") if retry_failed else ("pending",)
+            todo = [r for r in runs if status[r.run_id] in wanted]
+            skipped = len(runs) - len(todo)
+            summary = {"total": len(runs), "skipped": skipped, "done": 0, "failed": 0}
+            if not todo:
+                return summary
+            for run in todo:  # a missing dataset folder fails now, not after the first run
+                resolve_data(run.config)
+            if run_fn is None:
+                run_fn = default_run_fn()
+                if workers > 1 or executor == "ray":
+                    pregenerate_synthetic(todo)
+            ex = _make_executor(executor, run_fn, workers, address, progress)
+            try:
+                _drive(store, ex, todo, out_dir, summary, console, progress)
+            except BaseException:
+                ex.close(abort=True)  # Ctrl-C or a crash: do not wait for runs in flight
+                raise
+            ex.close()
+            return summary
+        finally:
+            store.close()
+
+
+def _drive(
+    store: StudyStore,
+    ex: Any,
+    todo: list[RunSpec],
+    out_dir: Path,
+    summary: dict[str, int],
+    console: Console,
+    progress: bool,
+) -> None:
+    by_id = {r.run_id: r for r in todo}
+    queue = list(todo)
+    in_flight = 0
+    with _StudyProgress(console, summary["total"], summary["skipped"], ex.live, progress) as bar:
+        while queue or in_flight:
+            while queue and in_flight < ex.capacity:
+                run = queue.pop(0)
+                run_dir = run_dir_of(out_dir, run.run_id)
+                store.mark_running(run.run_id, run_dir)
+                bar.started_run(run, run_dir)
+                ex.submit(run.run_id, resolve_data(run.config), run_dir)
+                in_flight += 1
+            for run_id, outcome in ex.wait(timeout=1.0):
+                in_flight -= 1
+                run_dir = run_dir_of(out_dir, run_id)
+                if outcome.get("files"):
+                    write_returned_files(outcome["files"], run_dir)
+                wall = outcome.get("wall_seconds")
+                if outcome["status"] == "done":
+                    store.mark_done(run_id, outcome["result"], outcome.get("losses", ()), wall)
+                    summary["done"] += 1
+                else:
+                    store.mark_failed(run_id, outcome.get("error") or "unknown error", wall)
+                    summary["failed"] += 1
+                    last = (outcome.get("error") or "").strip().splitlines()[-1:] or ["?"]
+                    what = escape(f"{by_id[run_id].label} · seed {by_id[run_id].seed}")
+                    console.print(f"[red]run {what} failed:[/] {escape(last[0])}", soft_wrap=True)
+                bar.finished_run(run_id, wall)
+            bar.poll()

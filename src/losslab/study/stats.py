@@ -1,0 +1,208 @@
+"""Statistics for a study: is a loss better than the baseline, or is the difference noise?
+
+Pure functions on plain numbers:
+
+- ``mean_ci``: the mean over seeds with a Student-t confidence interval;
+- ``compare_paired``: the per-seed difference against the baseline (same seed, same data order), its
+  t-interval, a paired t-test (and a Wilcoxon signed-rank test from six pairs on) and a verdict;
+- ``bootstrap_ci`` / ``compare_bootstrap``: with a single seed, intervals from resampling the
+  validation images (per-image scores, paired by image).
+
+A verdict is ``"better"`` or ``"worse"`` only when the interval of the difference excludes zero
+(equivalently, the two-sided test rejects at 1 - confidence); otherwise ``"no evidence either way"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sst
+
+__all__ = [
+    "BETTER",
+    "NO_EVIDENCE",
+    "WORSE",
+    "Comparison",
+    "Interval",
+    "bootstrap_ci",
+    "compare_bootstrap",
+    "compare_paired",
+    "mean_ci",
+]
+
+BETTER = "better"
+WORSE = "worse"
+NO_EVIDENCE = "no evidence either way"
+
+Values = Sequence[float] | Mapping[object, float]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean and its confidence interval (``low``/``high`` are NaN when ``n < 2``)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width (NaN when there is no interval)."""
+        return (self.high - self.low) / 2
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A configuration against the baseline.
+
+    Attributes:
+        diff: the mean difference (configuration - baseline) and its interval.
+        p_value: two-sided p of the paired t-test (or of the bootstrap); NaN with fewer than 2 pairs.
+        wilcoxon_p: two-sided p of the Wilcoxon signed-rank test (None below 6 pairs).
+        verdict: ``"better"``, ``"worse"`` or ``"no evidence either way"``, in the metric's sense.
+        method: ``"paired t"`` or ``"bootstrap"``.
+    """
+
+    diff: Interval
+    p_value: float
+    wilcoxon_p: float | None
+    verdict: str
+    method: str
+
+    def describe(self, digits: int = 2) -> str:
+        """``"+1.20 [-0.30, 2.70], p=0.08: no evidence either way"``."""
+        d = self.diff
+        text = f"{d.mean:+.{digits}f}"
+        if not math.isnan(d.low):
+            text += f" [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
+        if not math.isnan(self.p_value):
+            text += ", p<0.001" if self.p_value < 0.001 else f", p={self.p_value:.3g}"
+        if self.method == "bootstrap":
+            text += f" (bootstrap, {self.diff.n} images)"
+        elif self.wilcoxon_p is not None:
+            text += f", Wilcoxon p={self.wilcoxon_p:.3g}"
+        return f"{text}: {self.verdict}"
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    arr = np.asarray([float(v) for v in values if v is not None], dtype=np.float64)
+    return arr[np.isfinite(arr)]
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Interval:
+    """Mean and Student-t interval of ``values`` (None and NaN left out).
+
+    >>> mean_ci([1.0, 2.0, 3.0]).mean
+    2.0
+    """
+    x = _finite(values)
+    n = len(x)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    mean = float(x.mean())
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, n)
+    sem = float(x.std(ddof=1)) / math.sqrt(n)
+    half = float(sst.t.ppf((1 + confidence) / 2, n - 1)) * sem
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def _pairs(values: Values, baseline: Values) -> tuple[np.ndarray, np.ndarray]:
+    """Paired arrays: by key for mappings (seed -> value), by position for sequences."""
+    if isinstance(values, Mapping) and isinstance(baseline, Mapping):
+        keys = [k for k in values if k in baseline]
+        pairs = [(values[k], baseline[k]) for k in keys]
+    else:
+        if isinstance(values, Mapping) or isinstance(baseline, Mapping):
+            raise ValueError("pair mappings with mappings (seed -> value) or sequences with sequences")
+        if len(values) != len(baseline):
+            raise ValueError(f"paired values need equal lengths, got {len(values)} and {len(baseline)}")
+        pairs = list(zip(values, baseline, strict=True))
+    pairs = [(float(a), float(b)) for a, b in pairs if a is not None and b is not None]
+    pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
+    a = np.asarray([p[0] for p in pairs], dtype=np.float64)
+    b = np.asarray([p[1] for p in pairs], dtype=np.float64)
+    return a, b
+
+
+def _verdict(mean: float, p: float, alpha: float, higher_is_better: bool) -> str:
+    if math.isnan(p) or p >= alpha or mean == 0:
+        return NO_EVIDENCE
+    return BETTER if (mean > 0) == higher_is_better else WORSE
+
+
+def compare_paired(
+    values: Values, baseline: Values, higher_is_better: bool = True, confidence: float = 0.95
+) -> Comparison:
+    """Paired comparison with the baseline over seeds.
+
+    Args:
+        values: the configuration's metric per seed (a mapping seed -> value, or a sequence).
+        baseline: the baseline's metric per seed, the same keys or length.
+        higher_is_better: the metric's sense (AP: True; RMSE: False).
+        confidence: of the interval; the tests reject at ``1 - confidence``.
+    """
+    a, b = _pairs(values, baseline)
+    d = a - b
+    diff = mean_ci(d, confidence)
+    n = len(d)
+    if n < 2:
+        p = math.nan
+    elif float(d.std(ddof=1)) == 0.0:
+        # Every seed gave the same difference: certain if non-zero, none if zero.
+        p = 1.0 if d[0] == 0 else 0.0
+    else:
+        p = float(sst.ttest_rel(a, b).pvalue)
+    wilcoxon_p = None
+    if n >= 6:
+        wilcoxon_p = 1.0 if not np.any(d) else float(sst.wilcoxon(a, b).pvalue)
+    return Comparison(diff, p, wilcoxon_p, _verdict(diff.mean, p, 1 - confidence, higher_is_better), "paired t")
+
+
+def _bootstrap_means(x: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
+    return x[idx].mean(axis=1)
+
+
+def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Interval:
+    """Mean and percentile-bootstrap interval of ``values`` (e.g. per-image scores of one run)."""
+    x = _finite(values)
+    if len(x) == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    if len(x) < 2:
+        return Interval(float(x.mean()), math.nan, math.nan, len(x))
+    means = _bootstrap_means(x, n_boot, seed)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Interval(float(x.mean()), float(low), float(high), len(x))
+
+
+def compare_bootstrap(
+    per_image: Mapping[object, float],
+    baseline_per_image: Mapping[object, float],
+    higher_is_better: bool = True,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Comparison:
+    """Single-seed comparison: the mean per-image difference, resampling the images both runs scored.
+
+    The p-value is the two-sided bootstrap p: twice the smaller share of resampled means on either
+    side of zero.
+    """
+    a, b = _pairs(per_image, baseline_per_image)
+    d = a - b
+    diff = bootstrap_ci(d, confidence, n_boot, seed)
+    if len(d) < 2:
+        p = math.nan
+    elif not np.any(d - d[0]):
+        p = 1.0 if d[0] == 0 else 0.0
+    else:
+        means = _bootstrap_means(d, n_boot, seed)
+        p = float(min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0))))
+    return Comparison(diff, p, None, _verdict(diff.mean, p, 1 - confidence, higher_is_better), "bootstrap")

@@ -1,0 +1,79 @@
+"""``losslab study status DIR``: each run's state, progress and time, and the study's ETA."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.table import Table
+
+from losslab.study.executors import last_step
+from losslab.study.runner import iterations_of
+from losslab.study.store import StudyStore
+
+__all__ = ["format_seconds", "status_table"]
+
+_STYLE = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim"}
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``"1:02:03"`` / ``"2:03"``; an empty string for None."""
+    if seconds is None:
+        return ""
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def status_table(out_dir: str | Path) -> tuple[Table, str]:
+    """The runs table and a one-line summary with the study's ETA.
+
+    The ETA assumes the remaining runs take as long as the mean done run and run one at a time.
+
+    Raises:
+        ValueError: ``out_dir`` has no study database.
+    """
+    db = Path(out_dir) / "study.db"
+    if not db.is_file():
+        raise ValueError(f"{db} does not exist; start the study with `losslab study run NAME --out {out_dir}`")
+    now = time.time()
+    with StudyStore(db) as store:
+        info = store.study() or {"name": "?"}
+        runs = store.runs()
+    walls = [r["wall_seconds"] for r in runs if r["status"] == "done" and r["wall_seconds"]]
+    mean_wall = sum(walls) / len(walls) if walls else None
+    table = Table(title=f"study {info['name']} ({out_dir})")
+    for col in ("run", "configuration", "seed", "state", "attempts", "progress", "time", "ETA"):
+        table.add_column(col, overflow="fold")
+    remaining = 0.0
+    for run in runs:
+        status = run["status"]
+        progress, elapsed, eta = "", None, None
+        if status == "done":
+            progress, elapsed = "100%", run["wall_seconds"]
+        elif status == "running":
+            elapsed = now - run["started"] if run["started"] else None
+            total = iterations_of(run["config"])
+            step = last_step(Path(run["run_dir"]) / "metrics.csv") if run["run_dir"] else None
+            if total and step:
+                frac = min(1.0, step / total)
+                progress = f"{100 * frac:.0f}% ({step}/{total})"
+                eta = elapsed * (1 - frac) / frac if elapsed and frac > 0 else None
+            eta = eta if eta is not None else mean_wall
+            remaining += eta or 0.0
+        elif status == "pending":
+            eta = mean_wall
+            remaining += eta or 0.0
+        elif status == "failed":
+            elapsed = run["wall_seconds"]
+            progress = ((run["error"] or "").strip().splitlines() or [""])[-1][:60]
+        style = _STYLE.get(status, "")
+        table.add_row(run["run_id"], run["label"], str(run["seed"]), f"[{style}]{status}[/]", str(run["attempts"]),
+                      progress, format_seconds(elapsed), format_seconds(eta))  # fmt: skip
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run["status"]] = counts.get(run["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    eta_text = f"; study ETA {format_seconds(remaining)}" if mean_wall and remaining else ""
+    return table, f"{len(runs)} runs: {summary}{eta_text}"

@@ -1,0 +1,208 @@
+"""From a study's database to its tables: each configuration's metrics over seeds, with intervals,
+the verdict against the baseline beside each number, and the best value per column.
+
+Tables (those whose metrics some run has): mask AP as the survey's README (FPS, all, AP50 ... AP95),
+box AP, boundary AP, and the dense models' metrics (mask IoU / Dice, depth RMSE ...).
+
+Intervals: with two seeds or more, a t-interval over seeds and a paired t-test per seed against the
+baseline; with one seed, a bootstrap over the validation images when the runs stored per-image scores
+(``result["per_image"] = {name: {image_id: score}}``, e.g. ``{"segm": {...}}`` or ``{"mask_iou": {...}}``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from losslab.study.spec import StudySpec, parse_study
+from losslab.study.stats import Comparison, Interval, compare_bootstrap, compare_paired, mean_ci
+from losslab.study.store import StudyStore
+
+__all__ = ["Cell", "ConfigResults", "StudyResults", "Table", "build_tables", "collect", "lower_is_better"]
+
+_THRESHOLDS = [50 + 5 * i for i in range(10)]
+MASK_COLUMNS = [("FPS", "fps"), ("all", "segm.AP")] + [(f"AP{t}", f"segm.AP{t}") for t in _THRESHOLDS]
+BOX_COLUMNS = [("all", "bbox.AP")] + [(f"AP{t}", f"bbox.AP{t}") for t in _THRESHOLDS]
+BOUNDARY_COLUMNS = [("all", "boundary.AP"), ("AP50", "boundary.AP50"), ("AP75", "boundary.AP75")]
+DENSE_GROUPS = ("mask", "depth")
+#: Per-image score names tried, in order, for a metric's bootstrap (after the metric's own name).
+PER_IMAGE_KEYS = {"segm": ("segm", "mask_iou", "iou"), "bbox": ("bbox", "box_iou"), "boundary": ("boundary",)}
+_LOWER = ("rmse", "abs_rel", "absrel", "mae", "loss", "error", "seconds", "_ms", "ms_")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Errors, losses and times: lower is better. Everything else (AP, IoU, FPS): higher."""
+    name = metric.lower()
+    return any(word in name for word in _LOWER)
+
+
+@dataclass
+class ConfigResults:
+    """One configuration: its runs' metrics by seed."""
+
+    label: str
+    axes: dict[str, str]
+    config: dict[str, Any]
+    run_ids: dict[int, str]
+    metrics: dict[int, dict[str, float | None]] = field(default_factory=dict)
+    per_image: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    alias_of: str | None = None
+    baseline: str | None = None
+
+    def values(self, metric: str) -> dict[int, float]:
+        """``{seed: value}`` of the done runs that have ``metric``."""
+        return {s: m[metric] for s, m in self.metrics.items() if m.get(metric) is not None}
+
+    def interval(self, metric: str) -> Interval:
+        return mean_ci(list(self.values(metric).values()))
+
+
+@dataclass
+class Cell:
+    """One number of a table: mean, interval half-width, verdict against the baseline, best or not."""
+
+    mean: float
+    half: float = math.nan
+    n: int = 0
+    verdict: str | None = None
+    bold: bool = False
+
+
+@dataclass
+class Table:
+    """A table: a title, column names, the metric of each column, and a row of cells per config."""
+
+    title: str
+    key: str
+    columns: list[str]
+    metrics: list[str]
+    rows: list[tuple[str, list[Cell | None]]]
+    comparisons: dict[str, Comparison | None]
+
+
+@dataclass
+class StudyResults:
+    """Everything the report shows."""
+
+    spec: StudySpec
+    configs: list[ConfigResults]
+    runs: list[dict[str, Any]]
+    store: StudyStore
+
+    def by_label(self, label: str) -> ConfigResults:
+        return next(c for c in self.configs if c.label == label)
+
+
+def collect(store: StudyStore) -> StudyResults:
+    """Read the study's spec, runs and metrics from its store.
+
+    Raises:
+        ValueError: the store holds no study.
+    """
+    info = store.study()
+    if info is None:
+        raise ValueError(f"{store.path} holds no study; run `losslab study run NAME --out DIR` first")
+    spec = parse_study(info["spec"], where=str(store.path))
+    rows = {r["run_id"]: r for r in store.runs()}
+    metrics = store.all_metrics()
+    aliases = spec.aliases()
+    runs_of: dict[str, dict[int, str]] = {}
+    for run in spec.runs():
+        runs_of.setdefault(run.label, {})[run.seed] = run.run_id
+    configs = []
+    for label, axes, overrides in spec.configurations():
+        target = aliases.get(label, label)
+        ids = runs_of.get(target, {})
+        cfg = ConfigResults(label, axes, {**spec.config, **overrides}, ids, alias_of=aliases.get(label))
+        for seed, run_id in ids.items():
+            if rows.get(run_id, {}).get("status") == "done":
+                cfg.metrics[seed] = metrics.get(run_id, {})
+                result = store.result(run_id) or {}
+                if isinstance(result.get("per_image"), dict):
+                    cfg.per_image[seed] = result["per_image"]
+        base = spec.baseline_of(axes)
+        cfg.baseline = base if base not in (label, target) and aliases.get(base or "") != target else None
+        configs.append(cfg)
+    return StudyResults(spec, configs, [rows[r.run_id] for r in spec.unique_runs() if r.run_id in rows], store)
+
+
+def _per_image(cfg: ConfigResults, seed: int, metric: str) -> dict[str, float] | None:
+    scores = cfg.per_image.get(seed) or {}
+    group, _, name = metric.partition(".")
+    # A group's generic per-image score stands for its main metric only (segm.AP, not segm.AP75).
+    fallbacks = PER_IMAGE_KEYS.get(group, (group,)) if name in ("AP", "iou", "IoU") else ()
+    for key in (metric, *fallbacks):
+        if isinstance(scores.get(key), dict) and scores[key]:
+            return scores[key]
+    return None
+
+
+def compare(results: StudyResults, cfg: ConfigResults, metric: str) -> Comparison | None:
+    """``cfg`` against its baseline on ``metric``: paired over seeds, or a bootstrap over images."""
+    if cfg.baseline is None:
+        return None
+    base = results.by_label(cfg.baseline)
+    a, b = cfg.values(metric), base.values(metric)
+    common = sorted(set(a) & set(b))
+    higher = not lower_is_better(metric)
+    if len(common) >= 2:
+        return compare_paired({s: a[s] for s in common}, {s: b[s] for s in common}, higher_is_better=higher)
+    if len(common) == 1:
+        pa, pb = _per_image(cfg, common[0], metric), _per_image(base, common[0], metric)
+        if pa and pb:
+            return compare_bootstrap(pa, pb, higher_is_better=higher)
+    return None
+
+
+def _table(results: StudyResults, title: str, key: str, columns: list[tuple[str, str]]) -> Table | None:
+    present = [(name, m) for name, m in columns if any(c.values(m) for c in results.configs)]
+    if not any(m != "fps" for _, m in present):
+        return None
+    names = [n for n, _ in present]
+    metrics = [m for _, m in present]
+    rows: list[tuple[str, list[Cell | None]]] = []
+    comparisons: dict[str, Comparison | None] = {}
+    main = next(m for m in metrics if m != "fps")
+    for cfg in results.configs:
+        cells: list[Cell | None] = []
+        for metric in metrics:
+            iv = cfg.interval(metric)
+            if iv.n == 0:
+                cells.append(None)
+                continue
+            cmp = compare(results, cfg, metric)
+            cells.append(Cell(iv.mean, iv.half_width, iv.n, cmp.verdict if cmp else None))
+        rows.append((cfg.label, cells))
+        comparisons[cfg.label] = compare(results, cfg, main)
+    for j, metric in enumerate(metrics):
+        means = [row[1][j].mean for row in rows if row[1][j] is not None]
+        if not means:
+            continue
+        best = min(means) if lower_is_better(metric) else max(means)
+        for _, cells in rows:
+            if cells[j] is not None and cells[j].mean == best:
+                cells[j].bold = True
+    return Table(title, key, names, metrics, rows, comparisons)
+
+
+def _dense_columns(results: StudyResults) -> list[tuple[str, str]]:
+    """Mask metrics first (the first one is the table's main metric), then depth, in logged order."""
+    names: list[str] = []
+    for cfg in results.configs:
+        for m in cfg.metrics.values():
+            names.extend(k for k in m if k.split(".")[0] in DENSE_GROUPS and k not in names)
+    names.sort(key=lambda n: DENSE_GROUPS.index(n.split(".")[0]))
+    return [("FPS", "fps"), *((n, n) for n in names)] if names else []
+
+
+def build_tables(results: StudyResults) -> list[Table]:
+    """The tables that the study's metrics allow, in the report's order."""
+    specs = [
+        ("Mask AP (COCO segm)", "segm", MASK_COLUMNS),
+        ("Box AP (COCO bbox)", "bbox", BOX_COLUMNS),
+        ("Boundary AP (Boundary IoU)", "boundary", BOUNDARY_COLUMNS),
+        ("Dense metrics", "dense", _dense_columns(results)),
+    ]
+    tables = [_table(results, title, key, cols) for title, key, cols in specs]
+    return [t for t in tables if t is not None]

@@ -1,0 +1,88 @@
+"""The runner end to end with the fake run function: two configurations x two seeds, a failing run,
+re-running skips finished runs, parallel workers, the folder lock."""
+
+from __future__ import annotations
+
+import pytest
+from studyfake import fake_run
+
+from losslab.study.runner import run_dir_of, run_study, study_lock
+from losslab.study.spec import parse_study
+from losslab.study.store import StudyStore
+
+
+def _completions(out, run_id):
+    log = run_dir_of(out, run_id) / "calls.log"
+    return log.read_text().count("complete") if log.is_file() else 0
+
+
+def test_two_configs_two_seeds_end_to_end(tmp_path, tiny_spec):
+    study = parse_study(tiny_spec)
+    out = tmp_path / "study"
+    summary = run_study(study, out, run_fn=fake_run, progress=False)
+    assert summary == {"total": 4, "skipped": 0, "done": 4, "failed": 0}
+    with StudyStore(out / "study.db") as store:
+        runs = store.runs()
+        assert [r["status"] for r in runs] == ["done"] * 4
+        for run in runs:
+            assert store.metrics(run["run_id"])["segm.AP"] > 0
+            assert [s for s, _ in store.losses(run["run_id"])["total"]] == [1, 2, 3]
+            assert run["attempts"] == 1 and run["wall_seconds"] is not None
+        assert store.integrity_ok()
+    assert (out / "study.yaml").is_file()
+    # Running again does nothing: every run is done.
+    again = run_study(study, out, run_fn=fake_run, progress=False)
+    assert again == {"total": 4, "skipped": 4, "done": 0, "failed": 0}
+    assert all(_completions(out, r.run_id) == 1 for r in study.runs())
+
+
+def test_more_seeds_later_adds_only_the_new_runs(tmp_path, tiny_spec):
+    out = tmp_path / "study"
+    run_study(parse_study(tiny_spec), out, run_fn=fake_run, progress=False)
+    summary = run_study(parse_study(tiny_spec, seeds=3), out, run_fn=fake_run, progress=False)
+    assert summary == {"total": 6, "skipped": 4, "done": 2, "failed": 0}
+
+
+def test_a_failing_run_is_recorded_and_the_study_goes_on(tmp_path, tiny_spec):
+    tiny_spec["grid"] = {"variants": {"BCE": {"mask_loss": "bce"}, "Broken": {"mask_loss": "dice", "fake_fail": 1}}}
+    out = tmp_path / "study"
+    summary = run_study(parse_study(tiny_spec), out, run_fn=fake_run, progress=False)
+    assert summary["done"] == 2 and summary["failed"] == 2
+    with StudyStore(out / "study.db") as store:
+        failed = store.runs("failed")
+        assert {r["label"] for r in failed} == {"Broken"}
+        assert "RuntimeError: fake failure of dice" in failed[0]["error"] and "Traceback" in failed[0]["error"]
+        assert len(store.runs("done")) == 2
+    # A second attempt retries the failed runs only.
+    summary = run_study(parse_study(tiny_spec), out, run_fn=fake_run, progress=False)
+    assert summary == {"total": 4, "skipped": 2, "done": 0, "failed": 2}
+    with StudyStore(out / "study.db") as store:
+        assert {r["attempts"] for r in store.runs("failed")} == {2}
+
+
+def test_missing_dataset_fails_before_any_run(tmp_path, tiny_spec):
+    tiny_spec["dataset"] = {"path": str(tmp_path / "nowhere")}
+    with pytest.raises(ValueError, match="nowhere"):
+        run_study(parse_study(tiny_spec), tmp_path / "study", run_fn=fake_run, progress=False)
+
+
+def test_one_driver_per_folder(tmp_path, tiny_spec):
+    out = tmp_path / "study"
+    with study_lock(out), pytest.raises(ValueError, match="in use"):
+        run_study(parse_study(tiny_spec), out, run_fn=fake_run, progress=False)
+
+
+@pytest.mark.slow
+def test_parallel_workers(tmp_path, tiny_spec):
+    out = tmp_path / "study"
+    summary = run_study(parse_study(tiny_spec), out, run_fn=fake_run, workers=2, progress=False)
+    assert summary["done"] == 4
+    with StudyStore(out / "study.db") as store:
+        assert len(store.runs("done")) == 4 and store.integrity_ok()
+
+
+def test_a_folder_holds_one_study(tmp_path, tiny_spec):
+    out = tmp_path / "study"
+    run_study(parse_study(tiny_spec), out, run_fn=fake_run, progress=False)
+    with pytest.raises(ValueError, match="holds study 'tiny'"):
+        run_study(parse_study({**tiny_spec, "name": "other"}), out, run_fn=fake_run, progress=False)

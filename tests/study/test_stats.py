@@ -1,0 +1,113 @@
+"""Statistics on hand-made numbers, checked against scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sst
+
+from losslab.study.stats import (
+    BETTER,
+    NO_EVIDENCE,
+    WORSE,
+    bootstrap_ci,
+    compare_bootstrap,
+    compare_paired,
+    mean_ci,
+)
+
+
+def test_mean_ci_matches_scipy_t_interval():
+    x = [83.6, 80.5, 81.4, 79.0]
+    iv = mean_ci(x)
+    low, high = sst.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=sst.sem(x))
+    assert iv.mean == pytest.approx(np.mean(x))
+    assert (iv.low, iv.high) == pytest.approx((low, high))
+    assert iv.n == 4 and iv.half_width == pytest.approx((high - low) / 2)
+
+
+def test_mean_ci_hand_computed():
+    # mean 2, sd 1, n 3: half-width t(0.975, 2) * 1 / sqrt(3) = 4.302653 / 1.732051 = 2.484138
+    iv = mean_ci([1.0, 2.0, 3.0])
+    assert iv.mean == 2.0 and iv.half_width == pytest.approx(2.484138, abs=1e-6)
+
+
+def test_mean_ci_edge_cases():
+    assert math.isnan(mean_ci([]).mean) and mean_ci([]).n == 0
+    one = mean_ci([5.0])
+    assert one.mean == 5.0 and math.isnan(one.low) and math.isnan(one.half_width)
+    assert mean_ci([1.0, None, float("nan"), 3.0]).n == 2
+
+
+def test_paired_comparison_matches_scipy():
+    a = {0: 84.4, 1: 83.1, 2: 85.0, 3: 84.2}
+    b = {0: 83.6, 1: 82.0, 2: 84.1, 3: 83.0}
+    cmp = compare_paired(a, b)
+    d = np.array([a[s] - b[s] for s in a])
+    assert cmp.diff.mean == pytest.approx(d.mean())
+    assert cmp.p_value == pytest.approx(sst.ttest_rel(list(a.values()), list(b.values())).pvalue)
+    low, high = sst.t.interval(0.95, 3, loc=d.mean(), scale=sst.sem(d))
+    assert (cmp.diff.low, cmp.diff.high) == pytest.approx((low, high))
+    assert cmp.verdict == BETTER and cmp.wilcoxon_p is None and cmp.method == "paired t"
+
+
+def test_paired_pairs_by_seed_not_by_position():
+    cmp = compare_paired({0: 1.0, 1: 2.0, 2: 3.0}, {2: 3.0, 1: 2.0, 0: 1.0})
+    assert cmp.diff.mean == 0.0 and cmp.verdict == NO_EVIDENCE and cmp.p_value == 1.0
+
+
+def test_worse_and_no_evidence():
+    assert compare_paired([70.0, 71.0, 69.5], [80.0, 80.5, 79.0]).verdict == WORSE
+    noisy = compare_paired([80.0, 75.0, 85.0], [79.0, 82.0, 78.0])
+    assert noisy.verdict == NO_EVIDENCE and noisy.diff.low < 0 < noisy.diff.high
+    # lower is better (an error): a lower value is "better"
+    assert compare_paired([1.0, 1.1, 0.9], [2.0, 2.1, 2.05], higher_is_better=False).verdict == BETTER
+
+
+def test_wilcoxon_from_six_pairs():
+    a = [81.0, 82.5, 80.2, 83.1, 81.7, 82.2]
+    b = [80.1, 81.0, 80.0, 81.9, 80.3, 81.0]
+    cmp = compare_paired(a, b)
+    assert cmp.wilcoxon_p == pytest.approx(sst.wilcoxon(a, b).pvalue)
+
+
+def test_single_seed_has_no_verdict():
+    cmp = compare_paired([80.0], [79.0])
+    assert cmp.verdict == NO_EVIDENCE and math.isnan(cmp.p_value) and cmp.diff.mean == 1.0
+
+
+def test_constant_difference_is_certain():
+    assert compare_paired([2.0, 3.0, 4.0], [1.0, 2.0, 3.0]).verdict == BETTER
+
+
+def test_bootstrap_ci_close_to_scipy_percentile():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.7, 0.1, size=60)
+    iv = bootstrap_ci(x, n_boot=4000, seed=1)
+    ref = sst.bootstrap((x,), np.mean, confidence_level=0.95, method="percentile", n_resamples=4000, random_state=2)
+    assert iv.mean == pytest.approx(x.mean())
+    assert iv.low == pytest.approx(ref.confidence_interval.low, abs=0.01)
+    assert iv.high == pytest.approx(ref.confidence_interval.high, abs=0.01)
+
+
+def test_bootstrap_comparison_pairs_images():
+    base = {str(i): 0.5 + 0.01 * i for i in range(30)}
+    better = {k: v + 0.05 for k, v in base.items()}
+    cmp = compare_bootstrap(better, base)
+    assert cmp.verdict == BETTER and cmp.diff.mean == pytest.approx(0.05) and cmp.method == "bootstrap"
+    rng = np.random.default_rng(3)
+    noise = {k: v + rng.normal(0, 0.05) for k, v in base.items()}
+    shuffled = compare_bootstrap(noise, base)
+    assert shuffled.diff.low < shuffled.diff.mean < shuffled.diff.high
+
+
+def test_describe_reads_well():
+    text = compare_paired([84.0, 85.0, 86.0], [80.0, 80.5, 81.0]).describe()
+    assert text.startswith("+4.50 [") and text.endswith(": better")
+
+
+def test_mismatched_inputs_raise():
+    with pytest.raises(ValueError, match="equal lengths"):
+        compare_paired([1.0, 2.0], [1.0])
