@@ -1,9 +1,236 @@
-"""`losslab engine` commands."""
+"""`losslab train`, `losslab eval`, `losslab predict` and `losslab fps`."""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
+
+_PAPER_COLUMNS = ["AP", *(f"AP{t}" for t in range(50, 100, 5))]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        _fail(f"--config {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        _fail(f"{path} must hold a mapping of key: value, not a {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """Overrides on a flat config, or into the right section of a nested ``{"train", "model"}`` one."""
+    if not isinstance(base.get("model"), dict):
+        return {**base, **overrides}
+    from losslab.engine.config import TrainConfig
+
+    train, model = dict(base.get("train") or {}), dict(base["model"])
+    for key, value in overrides.items():
+        (train if key in TrainConfig.field_names() else model)[key] = value
+    if "model" in overrides:  # a new preset: the old model section belongs to the old one
+        model = {}
+    return {"train": train, "model": model}
+
+
+def _paper_table(metrics: dict[str, dict[str, float]], title: str) -> Any:
+    """The paper's row per IoU type (all, AP50 ... AP95) or, for dense models, every metric."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    instance = any(k in metrics for k in ("segm", "bbox", "boundary"))
+    if instance:
+        table.add_column("")
+        for col in _PAPER_COLUMNS:
+            table.add_column("all" if col == "AP" else col, justify="right")
+        for iou_type, label in (("segm", "mask"), ("bbox", "box"), ("boundary", "boundary")):
+            if iou_type in metrics:
+                table.add_row(label, *(f"{metrics[iou_type].get(c, float('nan')):.2f}" for c in _PAPER_COLUMNS))
+        return table
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for task, values in metrics.items():
+        for key, value in values.items():
+            table.add_row(f"{task}.{key}", f"{value:.4f}")
+    return table
+
+
+def _print(obj: Any) -> None:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # pipes and logs: wide enough for the 12 columns of the paper's row
+        console = Console(width=140)
+    console.print(obj)
+
+
+def train(
+    overrides: list[str] = typer.Argument(
+        None, help="key=value settings: trainer keys (max_iter, lr, batch_size, ...) or model keys (mask_loss, ...)."
+    ),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML file of settings (flat, or a run's config.yaml)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<model>-<time>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Train one model and evaluate it: checkpoints, metrics.csv, eval.json and result.json in --out.
+
+    Example: `losslab train model=yolact_tiny mask_loss="0.5*mse + bce" max_iter=200 --out runs/x`.
+    Settings come from --config, then key=value; keys are TrainConfig's (see `losslab.engine.config`)
+    and the preset's config keys. With --resume and no --config, the run's own config.yaml is reused.
+    Under torchrun every process runs this command; rank 0 logs and writes.
+    """
+    from losslab.config import parse_kv
+    from losslab.engine.run import run_experiment
+
+    try:
+        kv = parse_kv(overrides or [])
+    except ValueError as exc:
+        _fail(str(exc))
+    base: dict[str, Any] = _load_yaml(config) if config else {}
+    if out is None:
+        if resume:
+            _fail("--resume needs --out RUN_DIR: the run to continue")
+        model = kv.get("model") or base.get("model") or "yolact_tiny"
+        out = Path("runs") / f"{model if isinstance(model, str) else 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    last = out / "checkpoints" / "last.pt"
+    if last.is_file() and not resume:
+        _fail(f"{out} already holds a run ({last}); pass --resume to continue it or choose another --out")
+    if resume and not config and (out / "config.yaml").is_file():
+        base = _load_yaml(out / "config.yaml")
+    try:
+        result = run_experiment(_merge(base, kv), out, progress=progress)
+    except ValueError as exc:
+        _fail(str(exc))
+    from losslab.engine.distributed import is_main_process
+
+    if result is None or not is_main_process():  # the other processes of a torchrun launch stay quiet
+        return
+    _print(_paper_table(result["metrics"], f"{out} after {result['iterations']} iterations"))
+    typer.echo(
+        f"fps {result['fps']:.1f} · train {result['train_seconds']:.0f} s · skipped steps "
+        f"{result['skipped_steps']} · results in {out / 'result.json'}"
+    )
+
+
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by `losslab train` (checkpoints/last.pt)."),
+    data: str = typer.Option(..., "--data", "-d", help="Dataset folder, or 'synthetic' for the run's own data."),
+    split: str = typer.Option("val", help="Which split of the dataset to evaluate."),
+    out: Path = typer.Option(None, "--out", "-o", help="Where to write eval.json (default: next to CHECKPOINT)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    batch_size: int = typer.Option(8, help="Images per forward pass."),
+) -> None:
+    """Evaluate a checkpoint: prints the paper's row (all, AP50 ... AP95) for masks and boxes.
+
+    The model is rebuilt from the config stored in the checkpoint. Instance models get COCO mask,
+    box and boundary AP; dense models IoU, Dice, Boundary IoU (and depth errors).
+    """
+    from dataclasses import replace
+
+    from losslab.engine import run
+    from losslab.engine.checkpoint import atomic_write_json
+    from losslab.engine.config import TrainConfig, resolve_device
+
+    try:
+        dev = resolve_device(device)
+        model, state = run.model_from_checkpoint(checkpoint, dev)
+        train_cfg = TrainConfig(**{k: v for k, v in state["config"]["train"].items() if k in TrainConfig.field_names()})
+        root = run.dataset_root(replace(train_cfg, data=data), model.task)
+        dataset, collate_fn = run.build_split(root, split, model.task, int(model.config.input_size), False)
+        metrics = run.evaluate_model(model, dataset, model.task, dev, batch_size, collate_fn)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    out = out or checkpoint.parent / "eval.json"
+    atomic_write_json(out, metrics)
+    _print(_paper_table(metrics, f"{checkpoint} on {data} ({split})"))
+    typer.echo(f"written to {out}")
+
+
+def predict(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by `losslab train`."),
+    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the overlay PNGs (<image stem>.png)."),
+    score_threshold: float = typer.Option(0.3, help="Draw detections scoring at least this."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Draw the model's predictions over images: masks, boxes, classes and scores, at full size."""
+    import cv2
+    import torch
+
+    from losslab.engine.config import resolve_device
+    from losslab.engine.overlay import denormalize, draw_dense, draw_instances, letterbox, to_original, write_png
+    from losslab.engine.run import model_from_checkpoint
+    from losslab.engine.train import to_device
+
+    try:
+        dev = resolve_device(device)
+        model, state = model_from_checkpoint(checkpoint, dev)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    names = list(state["config"].get("classes") or [])
+    size = int(model.config.input_size)
+    for path in images:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            _fail(f"cannot read the image {path} (missing, or not an image OpenCV knows)")
+        x, scale = letterbox(bgr, size)
+        with torch.no_grad():
+            pred = model(x[None].to(dev))
+        picture = denormalize(x)
+        if isinstance(pred, dict):
+            picture = draw_dense(picture, pred["mask"][0])
+        else:
+            picture = draw_instances(picture, to_device(pred[0], torch.device("cpu")), names, score_threshold)
+        written = write_png(out / f"{path.stem}.png", to_original(picture, bgr.shape[:2], scale))
+        typer.echo(str(written))
+
+
+def fps(
+    checkpoint_or_preset: str = typer.Argument(..., help="A checkpoint file or a preset name (yolact_tiny, ...)."),
+    size: int = typer.Option(None, "--size", help="Input size in pixels (default: the model's)."),
+    images: int = typer.Option(100, "--images", help="How many images to time (after the warm-up)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"fps", "ms_median", "size", "device", "threads"}.'),
+) -> None:
+    """Inference speed as YOLACT measures it: batch 1, warm-up excluded, median over many images,
+    forward + NMS + mask assembly included, data loading excluded."""
+    from losslab.engine.config import resolve_device
+    from losslab.engine.run import measure_model_fps, model_from_checkpoint
+
+    try:
+        dev = resolve_device(device)
+        extra = {"input_size": size} if size else {}
+        if Path(checkpoint_or_preset).is_file():
+            model, _ = model_from_checkpoint(checkpoint_or_preset, dev, **extra)
+        else:
+            from losslab.models import create_model
+
+            model = create_model(checkpoint_or_preset, **extra).to(dev).eval()
+        result = measure_model_fps(model, int(size or model.config.input_size), dev, images)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({k: result[k] for k in ("fps", "ms_median", "size", "device", "threads")}))
+    else:
+        typer.echo(
+            f"{checkpoint_or_preset}: {result['fps']:.1f} FPS (median {result['ms_median']:.2f} ms) at "
+            f"{result['size']} px on {result['device']} with {result['threads']} thread(s)"
+        )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `train`, `eval`, `predict` and `fps` to the root app."""
+    app.command("train")(train)
+    app.command("eval")(evaluate)
+    app.command("predict")(predict)
+    app.command("fps")(fps)

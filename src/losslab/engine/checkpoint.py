@@ -1,0 +1,183 @@
+"""Checkpoints that are safe to load and safe to write.
+
+- Written atomically: to a temporary file in the same folder, flushed to disk, then renamed over the
+  old one with ``os.replace``, so a crash at any point leaves either the old or the new file whole.
+- Plain data only (tensors, numbers, strings, lists, tuples, dicts), checked before writing, and
+  read back with ``torch.load(weights_only=True)``: a checkpoint from elsewhere cannot run code.
+- The random states of Python, NumPy and torch (and CUDA) are captured as plain data so that a
+  resumed run continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "capture_rng_state",
+    "check_plain",
+    "load_checkpoint",
+    "restore_rng_state",
+    "save_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "losslab-checkpoint-v1"
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is; not every OS lets us open a folder.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    _atomic_write(Path(path), lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` through a temporary file and a rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def check_plain(obj: Any, where: str = "checkpoint") -> None:
+    """Raise ``ValueError`` naming the first value that ``torch.load(weights_only=True)`` would refuse.
+
+    Allowed: tensors, ``torch.Size``, bool/int/float/str/None, and lists, tuples and dicts of those.
+    """
+    if isinstance(obj, (torch.Tensor, torch.Size, *_PLAIN)):
+        return
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise ValueError(f"{where}: key {k!r} is a {type(k).__name__}; use str or int keys")
+            check_plain(v, f"{where}[{k!r}]")
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            check_plain(v, f"{where}[{i}]")
+        return
+    raise ValueError(
+        f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}; checkpoints hold tensors and "
+        "plain data only (convert it with config_to_dict, .tolist() or torch.as_tensor)"
+    )
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` (plain data and tensors) to ``path`` atomically and return the path.
+
+    Raises:
+        ValueError: ``state`` holds something other than tensors and plain data.
+    """
+    check_plain(state)
+    state = {"format": CHECKPOINT_FORMAT, **state}
+    _atomic_write(Path(path), lambda fh: torch.save(state, fh))
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file holds objects other than tensors and plain data (refused, since
+            unpickling them could run code), or is not a losslab checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"refused to load {path}: it holds objects other than tensors and plain data, and "
+            f"loading those could run code ({first}). Only load checkpoints you trust, and re-save "
+            "them as plain state dicts."
+        ) from exc
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path} is not a losslab checkpoint (expected a dict with a 'model' entry)")
+    return state
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The random states of Python, NumPy, torch and CUDA as plain data and tensors."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Set the random states saved by ``capture_rng_state``."""
+    version, internal, gauss = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss))
+    npst = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            npst["key"].numpy().astype(np.uint32),
+            int(npst["pos"]),
+            int(npst["has_gauss"]),
+            float(npst["gauss"]),
+        )
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = [s.cpu() for s in state["cuda"]]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)

@@ -1,0 +1,205 @@
+"""Hooks: everything around the training step (detectron2 ``HookBase``, minGPT callbacks).
+
+A hook gets the trainer at ``before_train``, after every step (``after_step``) and at
+``after_train``. The trainer keeps the latest step's numbers in ``trainer.last_log`` (a dict:
+iteration, lr, each loss term, total, images_per_s, time). Hooks run on rank 0 only unless they set
+``all_ranks = True``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from losslab.engine.train import Trainer
+
+__all__ = ["CallbackHook", "CheckpointHook", "EvalHook", "HookBase", "MetricsCSVHook", "ProgressHook"]
+
+log = logging.getLogger("losslab.engine")
+
+
+class HookBase:
+    """Override any of the three methods; the trainer calls them in registration order."""
+
+    #: run this hook on every process, not only on rank 0
+    all_ranks: bool = False
+
+    def before_train(self, trainer: Trainer) -> None:
+        """Called once before the first step (also when resuming)."""
+
+    def after_step(self, trainer: Trainer) -> None:
+        """Called after every step, with ``trainer.iter`` already counting it."""
+
+    def after_train(self, trainer: Trainer) -> None:
+        """Called once when training ends normally."""
+
+
+class CallbackHook(HookBase):
+    """A hook from a plain function ``fn(trainer)`` bound to one event (minGPT's ``add_callback``)."""
+
+    def __init__(self, event: str, fn: Callable[[Trainer], None], all_ranks: bool = False):
+        if event not in ("before_train", "after_step", "after_train"):
+            raise ValueError(f"unknown event {event!r}; use before_train, after_step or after_train")
+        self.event, self.fn, self.all_ranks = event, fn, all_ranks
+
+    def before_train(self, trainer: Trainer) -> None:
+        if self.event == "before_train":
+            self.fn(trainer)
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self.event == "after_step":
+            self.fn(trainer)
+
+    def after_train(self, trainer: Trainer) -> None:
+        if self.event == "after_train":
+            self.fn(trainer)
+
+
+class MetricsCSVHook(HookBase):
+    """Appends ``trainer.last_log`` to ``metrics.csv`` at every logged step.
+
+    The file is opened, appended and closed per row, so a crash loses nothing already logged. The
+    columns are fixed by the first row (or by the file's header when resuming); a resumed run first
+    drops rows past its checkpoint's iteration, which the interrupted run logged but did not keep.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.columns: list[str] | None = None
+
+    def before_train(self, trainer: Trainer) -> None:
+        if not self.path.is_file():
+            return
+        with open(self.path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        if not rows:
+            return
+        self.columns = rows[0]
+        kept = [r for r in rows[1:] if r and int(float(r[0])) <= trainer.iter]
+        if len(kept) != len(rows) - 1:
+            with open(self.path, "w", newline="") as fh:
+                csv.writer(fh).writerows([self.columns, *kept])
+
+    def after_step(self, trainer: Trainer) -> None:
+        if not trainer.logged_this_step:
+            return
+        row = trainer.last_log
+        new_file = not self.path.is_file() or self.path.stat().st_size == 0
+        if self.columns is None or new_file:
+            self.columns = list(row)
+        with open(self.path, "a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new_file:
+                writer.writerow(self.columns)
+            writer.writerow([_fmt(row.get(c, "")) for c in self.columns])
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+class CheckpointHook(HookBase):
+    """Writes ``trainer.checkpoint_path`` every ``every`` iterations and when training ends."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self.every > 0 and trainer.iter % self.every == 0 and trainer.iter < trainer.max_iter:
+            trainer.save_checkpoint()
+
+    def after_train(self, trainer: Trainer) -> None:
+        trainer.save_checkpoint()
+
+
+class EvalHook(HookBase):
+    """Calls ``eval_fn(model) -> {task: {metric: value}}`` every ``every`` iterations.
+
+    The random states are put back afterwards, so evaluating does not change the training run.
+    Each result is appended as a JSON line to ``history`` (if given) and kept in ``self.results``.
+    Runs on every process (the trainer evaluates on rank 0 and shares the result).
+    """
+
+    all_ranks = True
+
+    def __init__(self, every: int, eval_fn: Callable[[Any], dict], history: str | Path | None = None):
+        self.every, self.eval_fn = every, eval_fn
+        self.history = Path(history) if history else None
+        self.results: list[dict[str, Any]] = []
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self.every > 0 and trainer.iter % self.every == 0 and trainer.iter < trainer.max_iter:
+            metrics = trainer.run_evaluation(self.eval_fn)
+            entry = {"iteration": trainer.iter, "metrics": metrics}
+            self.results.append(entry)
+            if self.history is not None and trainer.is_main:
+                with open(self.history, "a") as fh:
+                    fh.write(json.dumps(entry) + "\n")
+            if trainer.is_main:
+                log.info("eval at iteration %d: %s", trainer.iter, _headline(metrics))
+
+
+def _headline(metrics: dict) -> str:
+    parts = []
+    for task, values in metrics.items():
+        if isinstance(values, dict) and "AP" in values:
+            parts.append(f"{task} AP {values['AP']:.2f}")
+    return ", ".join(parts) or json.dumps(metrics)[:200]
+
+
+class ProgressHook(HookBase):
+    """A rich progress bar with the loss terms, images/s and the ETA."""
+
+    def __init__(self, description: str = "train"):
+        self.description = description
+        self._progress: Any = None
+        self._task: Any = None
+
+    def before_train(self, trainer: Trainer) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(self.description, total=trainer.max_iter, completed=trainer.iter, stats="")
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self._progress is None:
+            return
+        stats = ""
+        if trainer.logged_this_step:
+            row = trainer.last_log
+            terms = " ".join(f"{k.removeprefix('loss_')}={v:.3g}" for k, v in row.items() if k.startswith("loss_"))
+            stats = f"total={row['total']:.3g} {terms} {row['images_per_s']:.1f} img/s"
+            self._progress.update(self._task, completed=trainer.iter, stats=stats)
+        else:
+            self._progress.update(self._task, completed=trainer.iter)
+
+    def after_train(self, trainer: Trainer) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the live display (also called by the trainer when training fails)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,108 @@
+"""`losslab train / eval / predict / fps` through typer's CliRunner, on the fake models."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from losslab.cli import app
+from tests.engine._engine_fakes import FPS_STUB, install_fakes
+
+runner = CliRunner()
+TRAIN = ["model=fake_instance", "batch_size=4", "max_iter=3", "device=cpu", "num_samples=2", "--no-progress"]
+
+
+@pytest.fixture
+def trained(monkeypatch, tmp_path):
+    install_fakes(monkeypatch, tmp_path / "data")
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["train", *TRAIN, "mask_loss=0.5*mse + bce", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_train_writes_the_run_and_prints_the_paper_row(trained):
+    result = json.loads((trained / "result.json").read_text())
+    assert result["iterations"] == 3
+    assert (trained / "checkpoints" / "last.pt").is_file() and (trained / "metrics.csv").is_file()
+    assert "config.yaml" in {p.name for p in trained.iterdir()}
+
+
+def test_train_refuses_an_existing_run_without_resume(trained):
+    res = runner.invoke(app, ["train", *TRAIN, "--out", str(trained)])
+    assert res.exit_code == 2 and "--resume" in res.output
+    res = runner.invoke(app, ["train", "max_iter=5", "--no-progress", "--resume", "--out", str(trained)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((trained / "result.json").read_text())["iterations"] == 5
+
+
+def test_train_rejects_unknown_keys_with_a_suggestion(monkeypatch, tmp_path):
+    install_fakes(monkeypatch, tmp_path / "data")
+    res = runner.invoke(app, ["train", "model=fake_dense", "batch_sise=2", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "batch_size" in res.output
+
+
+def test_train_reads_a_yaml_config(monkeypatch, tmp_path):
+    install_fakes(monkeypatch, tmp_path / "data")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: fake_dense\nbatch_size: 4\nmax_iter: 2\ndevice: cpu\nnum_samples: 1\n")
+    res = runner.invoke(
+        app, ["train", "--config", str(cfg), "max_iter=3", "--no-progress", "--out", str(tmp_path / "y")]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "y" / "result.json").read_text())["iterations"] == 3
+    assert "IoU" in res.output
+
+
+def test_eval_prints_the_paper_row_and_writes_eval_json(trained, tmp_path):
+    out = tmp_path / "e.json"
+    res = runner.invoke(
+        app, ["eval", str(trained / "checkpoints" / "last.pt"), "--data", "synthetic", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "AP95" in res.output and "mask" in res.output and "box" in res.output
+    assert set(json.loads(out.read_text())) == {"segm", "bbox", "boundary"}
+
+
+def test_predict_writes_full_size_overlays(trained, tmp_path):
+    img = tmp_path / "img.jpg"
+    picture = np.zeros((20, 30, 3), np.uint8)
+    picture[5:12, 4:15] = 255
+    cv2.imwrite(str(img), picture)
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            str(trained / "checkpoints" / "last.pt"),
+            str(img),
+            "--out",
+            str(tmp_path / "p"),
+            "--score-threshold",
+            "0",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    drawn = cv2.imread(str(tmp_path / "p" / "img.png"))
+    assert drawn.shape == (20, 30, 3) and not np.array_equal(drawn, picture)
+    res = runner.invoke(
+        app, ["predict", str(trained / "checkpoints" / "last.pt"), str(tmp_path / "nope.png"), "--out", str(tmp_path)]
+    )
+    assert res.exit_code == 2 and "cannot read" in res.output
+
+
+def test_fps_json_for_a_checkpoint_and_a_preset(trained):
+    res = runner.invoke(app, ["fps", str(trained / "checkpoints" / "last.pt"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == dict(FPS_STUB, size=16)
+    res = runner.invoke(app, ["fps", "fake_dense", "--size", "32", "--json"])
+    assert json.loads(res.output)["size"] == 32
+
+
+def test_help_texts_explain():
+    for cmd in ("train", "eval", "predict", "fps"):
+        res = runner.invoke(app, [cmd, "--help"])
+        assert res.exit_code == 0 and len(res.output) > 300
