@@ -312,3 +312,18 @@ def test_instance_evaluator_on_perfect_predictions():
     # image 3 now counts and is missed: category 1 reaches recall 0.5 (51 of COCO's 101 recall
     # points at precision 1), category 2 stays perfect
     assert ev.evaluate()["segm"]["AP"] == pytest.approx(100 * (51 / 101 + 1) / 2)
+
+
+def test_per_image_ap_scores_each_image_alone():
+    g1 = square_mask(48, 64, 8, 8, 40, 40)
+    gt = coco([(1, 48, 64), (2, 48, 64), (3, 48, 64)], [ann(1, 1, g1), ann(2, 2, g1), ann(3, 3, g1)], 1)
+    ev = InstanceEvaluator(gt, {1: 1}, iou_types=("segm",))
+    targets, preds = _perfect_outputs(gt, 128, [1, 2, 3])
+    preds[1] = {k: v[:0] for k, v in preds[1].items()}  # image 2: no detection at all
+    ev.process(targets, preds)
+    ev.evaluate()
+    per_image = ev.per_image_ap("segm")
+    assert set(per_image) == {1, 2, 3}
+    assert per_image[1] == pytest.approx(100.0)
+    assert per_image[3] == pytest.approx(100.0)
+    assert per_image[2] == 0.0

@@ -425,3 +425,23 @@ class InstanceEvaluator:
             use_mask_area=self.use_mask_area,
         )
         return metrics
+
+    def per_image_ap(self, iou_type: str = "segm") -> dict[int, float]:
+        """COCO AP of each processed image that has a non-crowd object, evaluated on its own.
+
+        These per-image scores feed the bootstrap interval of a single-seed study (resampling the
+        validation images); their mean is not the dataset AP, which pools detections across images.
+        """
+        with_objects = {
+            int(a["image_id"]) for a in self.gt.get("annotations", []) if not a.get("iscrowd", 0)
+        } & self._img_ids
+        by_image: dict[int, list[dict]] = {i: [] for i in with_objects}
+        for det in self.detections:
+            if det["image_id"] in by_image:
+                by_image[det["image_id"]].append(det)
+        return {
+            img: evaluate_coco(self.gt, dets, (iou_type,), img_ids=[img], use_mask_area=self.use_mask_area)[iou_type][
+                "AP"
+            ]
+            for img, dets in sorted(by_image.items())
+        }

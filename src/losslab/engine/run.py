@@ -194,11 +194,14 @@ def evaluate_model(
     batch_size: int = 8,
     collate_fn: Any = None,
     workers: int = 0,
+    details: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """The evaluator matching ``task`` over the whole ``dataset``.
 
     Instance task: ``InstanceEvaluator`` (COCO segm / bbox / boundary AP against the dataset's
     ``ann_file``); dense task: ``DenseEvaluator`` (IoU, Dice, Boundary IoU, depth errors).
+    When ``details`` is a dict, the instance task also fills it with ``"pr"`` (precision-recall
+    curves per IoU type) and ``"per_image"`` (``{"segm": {image_id: AP}}``) for the study report.
     """
     if task == "instance":
         from losslab.engine.evaluate import InstanceEvaluator
@@ -216,7 +219,11 @@ def evaluate_model(
             outputs = model(images.to(device))
             evaluator.process(targets, to_device(outputs, torch.device("cpu")))
     model.train(was_training)
-    return evaluator.evaluate()
+    metrics = evaluator.evaluate()
+    if details is not None and task == "instance":
+        details["pr"] = evaluator.pr_curves
+        details["per_image"] = {"segm": evaluator.per_image_ap("segm")}
+    return metrics
 
 
 def save_samples(
@@ -316,8 +323,8 @@ def run_experiment(config: Mapping[str, Any], run_dir: str | Path, progress: boo
         model, train_set, cfg, collate_fn=collate_fn, run_dir=run_dir, config=stored, device=device, progress=progress
     )
 
-    def eval_fn(m: nn.Module) -> dict:
-        return evaluate_model(m, val_set, resolved.task, device, cfg.batch_size, collate_fn, cfg.workers)
+    def eval_fn(m: nn.Module, details: dict[str, Any] | None = None) -> dict:
+        return evaluate_model(m, val_set, resolved.task, device, cfg.batch_size, collate_fn, cfg.workers, details)
 
     if cfg.eval_every > 0:
         trainer.register_hooks([EvalHook(cfg.eval_every, eval_fn, run_dir / "eval_history.jsonl")])
@@ -327,8 +334,9 @@ def run_experiment(config: Mapping[str, Any], run_dir: str | Path, progress: boo
     result = None
     if is_main_process():
         model.eval()
+        details: dict[str, Any] = {}
         with torch.no_grad():
-            metrics = eval_fn(model)
+            metrics = eval_fn(model, details)
         ckpt.atomic_write_json(run_dir / "eval.json", metrics)
         save_samples(model, val_set, run_dir / "samples", cfg.num_samples, device)
         first = torch.stack([val_set[i][0] for i in range(min(8, len(val_set)))])
@@ -339,6 +347,7 @@ def run_experiment(config: Mapping[str, Any], run_dir: str | Path, progress: boo
             "train_seconds": float(summary["train_seconds"]),
             "iterations": int(summary["iterations"]),
             "skipped_steps": int(summary["skipped_steps"]),
+            **details,
         }
         ckpt.atomic_write_json(run_dir / "result.json", result)
     barrier()

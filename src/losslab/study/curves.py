@@ -64,7 +64,9 @@ def _pr_of(result: dict[str, Any]) -> dict[str, list[float]] | None:
     block = pr.get("segm", pr.get("mask", pr))
     if not isinstance(block, dict) or "recall" not in block:
         return None
-    precision = block.get("precision")
+    # The engine's evaluator stores {"recall", "iou50", "iou75", "mean"}; other runners may store
+    # {"recall", "precision": [...] or {iou: [...]}}.
+    precision = block.get("precision", block.get("iou50"))
     if isinstance(precision, dict):
         key = next((k for k in ("0.5", "50", "0.50", 0.5) if k in precision), next(iter(precision), None))
         precision = precision.get(key) if key is not None else None
