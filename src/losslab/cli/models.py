@@ -1,9 +1,88 @@
-"""`losslab models` commands."""
+"""`losslab models` commands: list the presets, show one preset's resolved config."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+models_app = typer.Typer(
+    help=(
+        "Model presets by name (yolact_tiny, yolact_plus_base, ...). Every preset takes key=value "
+        "overrides of its config, e.g. `losslab models show yolact_tiny mask_loss='0.5*mse + bce'`."
+    ),
+    no_args_is_help=True,
+)
+
+
+def _resolved_config(name: str, overrides: dict[str, Any]) -> Any:
+    """A preset's config without building the network when the builder can give it directly."""
+    from losslab.models import create_model, get_model_info
+
+    builder = get_model_info(name).builder
+    if callable(getattr(builder, "config", None)):
+        return builder.config(**overrides)
+    return create_model(name, **overrides).config
+
+
+@models_app.command("list")
+def list_cmd(
+    pattern: str = typer.Argument("*", help="Glob on the preset name, e.g. 'yolact*'."),
+    family: str | None = typer.Option(None, "--family", "-f", help="Only this family, e.g. yolact or maskrcnn."),
+    params: bool = typer.Option(
+        True, "--params/--no-params", help="Count parameters (builds each model once, a few seconds)."
+    ),
+) -> None:
+    """Print the presets as a table: name, family, task, input size, parameters, description."""
+    from losslab.models import create_model, get_model_info, list_models
+
+    names = list_models(pattern, family=family)
+    table = Table(title=f"losslab model presets ({len(names)})")
+    for col in ("name", "family", "task", "input", "params (M)", "description"):
+        table.add_column(col, style="bold cyan" if col == "name" else None, no_wrap=col == "name")
+    for name in names:
+        info = get_model_info(name)
+        size, count = "-", "-"
+        if params:
+            model = create_model(name)
+            count = f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}"
+            size = str(getattr(model.config, "input_size", "-"))
+        else:
+            try:
+                size = str(getattr(_resolved_config(name, {}), "input_size", "-"))
+            except Exception:  # a family without a cheap config: leave the column empty
+                size = "-"
+        table.add_row(name, info.family, info.task, size, count, info.description)
+    Console().print(table)
+
+
+@models_app.command("show")
+def show_cmd(
+    name: str = typer.Argument(..., help="Preset name (see `losslab models list`)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides of the preset's config."),
+    params: bool = typer.Option(False, "--params", help="Also build the model and count its parameters."),
+) -> None:
+    """Print a preset's resolved config (after overrides) as YAML: what a run with it would save."""
+    import yaml
+
+    from losslab.config import config_to_dict, parse_kv
+    from losslab.models import create_model, get_model_info
+
+    try:
+        info = get_model_info(name)
+        kv = parse_kv(overrides or [])
+        cfg = _resolved_config(name, kv)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"# {name}: {info.description} (family {info.family}, task {info.task})")
+    if params:
+        model = create_model(name, **kv)
+        typer.echo(f"# parameters: {sum(p.numel() for p in model.parameters()):,}")
+    typer.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip())
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the `models` command group to the root app."""
+    app.add_typer(models_app, name="models")

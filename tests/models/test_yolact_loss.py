@@ -1,0 +1,184 @@
+"""MultiBoxLoss on hand-built network outputs: every term against its definition."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from losslab.losses import create_loss
+from losslab.models.yolact.box_utils import center_size, decode
+from losslab.models.yolact.config import YolactConfig
+from losslab.models.yolact.multibox_loss import MultiBoxLoss, YolactOutputs, box_loss_acts_on
+from losslab.models.yolact.rescoring import MaskIoUNet
+
+S, HP, K = 32, 8, 4  # image side, prototype side, prototypes
+GT_BOX = [8.0, 8.0, 24.0, 24.0]  # pixels; relative 0.25..0.75
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread (restored afterwards): these tests check values, not speed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _outputs(num_anchors_on_gt: int = 1, num_classes: int = 2, seed: int = 0, segm: bool = True) -> YolactOutputs:
+    """Anchors 0..n-1 equal the ground-truth box, the last anchor is far away (background)."""
+    g = torch.Generator().manual_seed(seed)
+    on_gt = torch.tensor([GT_BOX]) / S
+    far = torch.tensor([[0.0, 0.0, 0.1, 0.1]])
+    anchors = center_size(torch.cat([on_gt.repeat(num_anchors_on_gt, 1), far]))
+    A = anchors.shape[0]
+    coef = torch.randn(1, 1, K, generator=g).repeat(1, A, 1)  # the same coefficients everywhere
+    return YolactOutputs(
+        loc=(torch.randn(1, A, 4, generator=g) * 0.1).requires_grad_(),
+        conf=torch.randn(1, A, num_classes + 1, generator=g).requires_grad_(),
+        coef=coef.requires_grad_(),
+        protos=torch.rand(1, K, HP, HP, generator=g).requires_grad_(),
+        anchors=anchors,
+        segm=torch.zeros(1, num_classes, HP, HP, requires_grad=True) if segm else None,
+    )
+
+
+def _target(crowd: bool = False) -> dict[str, torch.Tensor]:
+    mask = torch.zeros(S, S, dtype=torch.uint8)
+    mask[10:22, 9:20] = 1
+    boxes, labels, masks, iscrowd = [GT_BOX], [2], [mask], [False]
+    if crowd:
+        cm = torch.zeros(S, S, dtype=torch.uint8)
+        cm[0:6, 26:32] = 1
+        boxes.append([26.0, 0.0, 32.0, 6.0])
+        labels.append(1)
+        masks.append(cm)
+        iscrowd.append(True)
+    return {
+        "boxes": torch.tensor(boxes),
+        "labels": torch.tensor(labels),
+        "masks": torch.stack(masks),
+        "iscrowd": torch.tensor(iscrowd),
+    }
+
+
+def _expected_mask_inputs(out: YolactOutputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    logits = torch.einsum("khw,k->hw", out.protos[0], out.coef[0, 0])[None]
+    small = F.interpolate(_target()["masks"][None].float(), (HP, HP), mode="bilinear", align_corners=False)[0]
+    target = small.gt(0.5).float()
+    valid = torch.zeros(1, HP, HP)
+    valid[:, 1:7, 1:7] = 1  # box 2..6 in prototype pixels, 1 pixel of padding as in YOLACT's crop
+    return logits, target, valid
+
+
+@pytest.mark.parametrize("spec", ["bce", "dice", "0.5*mse + bce", "focal(gamma=2)"])
+def test_mask_loss_equals_catalogue_loss_on_cropped_masks(spec):
+    cfg = YolactConfig(mask_loss=spec)
+    out = _outputs()
+    losses = MultiBoxLoss(cfg)(out, [_target()])
+    logits, target, valid = _expected_mask_inputs(out)
+    per_instance = create_loss(spec, reduction="none")(logits, target, valid)
+    assert losses["num_positives"].item() == 1
+    assert losses["loss_mask"].item() == pytest.approx(6.125 * per_instance.sum().item(), rel=1e-5)
+
+
+def test_bce_is_the_mean_over_the_crop():
+    out = _outputs()
+    losses = MultiBoxLoss(YolactConfig(mask_loss="bce"))(out, [_target()])
+    logits, target, valid = _expected_mask_inputs(out)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    expected = 6.125 * (bce * valid).sum() / valid.sum()
+    assert losses["loss_mask"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_masks_to_train_subsamples_and_rescales():
+    """Three positives with identical masks: keeping one of them and scaling by 3/1 gives the
+    same loss as keeping all three."""
+    out = _outputs(num_anchors_on_gt=3)
+    full = MultiBoxLoss(YolactConfig())(out, [_target()])
+    one = MultiBoxLoss(YolactConfig(masks_to_train=1))(out, [_target()])
+    assert full["num_positives"].item() == 3
+    assert one["loss_mask"].item() == pytest.approx(full["loss_mask"].item(), rel=1e-5)
+
+
+def test_class_and_box_terms_follow_their_definitions():
+    out = _outputs()
+    losses = MultiBoxLoss(YolactConfig(num_classes=2))(out, [_target()])
+    conf_t = torch.tensor([[2, 0]])
+    expected_c = create_loss("ohem_ce", reduction="sum", contract="class")(out.conf, conf_t)
+    assert losses["loss_class"].item() == pytest.approx(expected_c.item(), rel=1e-5)
+    # The positive anchor is the ground truth itself: its encoded target is zero.
+    expected_b = 1.5 * F.smooth_l1_loss(out.loc[0, 0], torch.zeros(4), reduction="sum")
+    assert losses["loss_box"].item() == pytest.approx(expected_b.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["giou", "diou", "ciou"])
+def test_iou_box_losses_decode_boxes_first(spec):
+    assert box_loss_acts_on(spec) == "boxes"
+    out = _outputs()
+    losses = MultiBoxLoss(YolactConfig(box_loss=spec))(out, [_target()])
+    pred = decode(out.loc[0, :1], out.anchors[:1])
+    expected = 1.5 * create_loss(spec, reduction="sum", contract="box")(pred, torch.tensor([GT_BOX]) / S)
+    assert losses["loss_box"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_mixed_box_spec_is_rejected():
+    with pytest.raises(ValueError, match="mixes"):
+        box_loss_acts_on("smooth_l1 + giou")
+
+
+def test_semantic_loss_hand_value():
+    """Zero logits: BCE is log 2 at every pixel of every class map, normalised by H*W and B."""
+    losses = MultiBoxLoss(YolactConfig(num_classes=2))(_outputs(), [_target()])
+    assert losses["loss_semantic"].item() == pytest.approx(2 * math.log(2), rel=1e-5)
+
+
+def test_crowd_instances_train_no_mask_and_no_semantic_target():
+    out = _outputs()
+    plain = MultiBoxLoss(YolactConfig())(out, [_target()])
+    crowd = MultiBoxLoss(YolactConfig())(out, [_target(crowd=True)])
+    assert crowd["loss_mask"].item() == pytest.approx(plain["loss_mask"].item())
+    assert crowd["loss_semantic"].item() == pytest.approx(plain["loss_semantic"].item())
+    assert crowd["num_positives"].item() == plain["num_positives"].item()
+
+
+def test_image_without_instances_gives_zeros_that_backpropagate():
+    out = _outputs()
+    empty = {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.long),
+        "masks": torch.zeros(0, S, S, dtype=torch.uint8),
+    }
+    losses = MultiBoxLoss(YolactConfig(num_classes=2))(out, [empty])
+    assert losses["loss_box"].item() == 0 and losses["loss_mask"].item() == 0
+    total = sum(v for k, v in losses.items() if k.startswith("loss_"))
+    assert torch.isfinite(total)
+    total.backward()
+    assert out.coef.grad is not None and out.protos.grad is not None
+
+
+def test_non_finite_outputs_give_non_finite_loss_not_an_exception():
+    out = _outputs()
+    with torch.no_grad():
+        out.coef[0, 0, 0] = float("nan")
+    losses = MultiBoxLoss(YolactConfig())(out, [_target()])
+    assert not torch.isfinite(losses["loss_mask"])
+
+
+def test_maskiou_loss_targets_the_iou_of_the_thresholded_crop():
+    out = _outputs()
+    net = MaskIoUNet(num_classes=2)
+    cfg = YolactConfig(use_maskiou=True, discard_mask_area=0)
+    losses = MultiBoxLoss(cfg)(out, [_target()], maskiou_net=net)
+    logits, target, valid = _expected_mask_inputs(out)
+    probs = torch.sigmoid(logits) * valid
+    binary = probs.gt(0.5).float()
+    iou = (binary * target).sum() / (binary.sum() + target.sum() - (binary * target).sum())
+    pred = net(probs[:, None])[0, 1]  # label 2 -> column 1
+    expected = 25 * F.smooth_l1_loss(pred, iou, reduction="sum")
+    assert losses["loss_maskiou"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # discard_mask_area above the target's area: no IoU sample, a zero that backpropagates.
+    losses = MultiBoxLoss(YolactConfig(use_maskiou=True, discard_mask_area=10_000))(out, [_target()], net)
+    assert losses["loss_maskiou"].item() == 0 and losses["loss_maskiou"].requires_grad
