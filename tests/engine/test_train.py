@@ -228,3 +228,13 @@ def test_sampler_starts_part_way_into_the_same_permutation():
     part.start = 4
     assert list(part) == order[4:] and len(part) == 6
     assert sorted(order) == list(range(10)) and order != list(range(10))
+
+
+def test_adamw_optimizer_is_chosen_by_name_and_unknown_names_are_refused():
+    trainer = _trainer(_cfg(max_iter=2, optimizer="adamw", warmup_iters=0))
+    assert isinstance(trainer.optimizer, torch.optim.AdamW)
+    before = [p.detach().clone() for p in trainer.params]
+    trainer.train()
+    assert any(not torch.equal(a, p) for a, p in zip(before, trainer.params, strict=True))
+    with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adamw'"):
+        TrainConfig(optimizer="adam")

@@ -29,7 +29,9 @@ class TrainConfig:
         batch_size: images per step and process.
         max_iter: optimiser steps; ignored when ``epochs > 0``.
         epochs: train for this many passes over the training split instead (0 = use ``max_iter``).
-        lr, momentum, weight_decay: SGD settings.
+        optimizer: ``"sgd"`` (with momentum, the paper's optimiser) or ``"adamw"`` (converges far
+            faster from a randomly initialised backbone; ``momentum`` is then unused).
+        lr, momentum, weight_decay: optimiser settings.
         warmup_iters: linear warm-up length, from ``warmup_factor * lr`` to ``lr``.
         warmup_factor: the warm-up's starting fraction of ``lr``.
         lr_steps: decay points, each a fraction of ``max_iter`` (a value in (0, 1]) or an
@@ -61,6 +63,7 @@ class TrainConfig:
     batch_size: int = 8
     max_iter: int = 500
     epochs: int = 0
+    optimizer: str = "sgd"
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -83,6 +86,8 @@ class TrainConfig:
     ddp_find_unused: bool = True
 
     def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"train config: optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         positive = ("batch_size", "log_every", "fps_images")
         for name in positive:
             if getattr(self, name) < 1:
