@@ -88,3 +88,16 @@ def test_collate_rejects_mixed_sizes_and_empty():
         collate_instances([(torch.zeros(3, 4, 4), {}), (torch.zeros(3, 5, 5), {})])
     with pytest.raises(ValueError, match="empty batch"):
         collate_instances([])
+
+
+def test_augment_names_choose_the_training_pipeline(dense_root):
+    plain = build_dataset(dense_root, "train", "instance", 32, train=False)
+    none = build_dataset(dense_root, "train", "instance", 32, train=True, augment="none")
+    for i in range(len(plain)):
+        (a, ta), (b, tb) = plain[i], none[i]
+        assert torch.equal(a, b) and torch.equal(ta["masks"], tb["masks"])
+    light = build_dataset(dense_root, "train", "instance", 32, train=True, augment="light")
+    image, target = light[0]
+    assert image.shape == (3, 32, 32) and target["masks"].shape[-2:] == (32, 32)
+    with pytest.raises(ValueError, match="augment must be one of"):
+        build_dataset(dense_root, "train", "instance", 32, train=True, augment="heavy")

@@ -52,8 +52,22 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'losslab.data' has no attribute {name!r}")
 
 
+#: Instance-training augmentations by name (``build_transforms`` switches).
+_AUGMENT = {
+    "ssd": {},
+    "light": {"expand": False, "crop": False},
+    "none": {"photometric": False, "expand": False, "crop": False, "flip": False},
+}
+
+
 def build_dataset(
-    root: str | Path, split: str, task: str = "instance", size: int = 512, train: bool = False, skip_bad: bool = False
+    root: str | Path,
+    split: str,
+    task: str = "instance",
+    size: int = 512,
+    train: bool = False,
+    skip_bad: bool = False,
+    augment: str = "ssd",
 ) -> Dataset:
     """The dataset of one split of a dataset folder (layout in docs/architecture.md).
 
@@ -63,9 +77,13 @@ def build_dataset(
         task: ``"instance"`` -> ``CocoInstances``; ``"dense"`` -> ``DenseDataset``.
         size: square input size.
         train: training augmentation (SSD-style for instances; flip + photometric for dense).
+        augment: the instance augmentation when ``train``: ``"ssd"`` (photometric, expand, crop,
+            flip: YOLACT's), ``"light"`` (photometric and flip) or ``"none"``.
         skip_bad: for instances, skip bad entries instead of raising.
     """
     root = Path(root)
+    if augment not in _AUGMENT:
+        raise ValueError(f"augment must be one of {sorted(_AUGMENT)}, got {augment!r}")
     if task == "dense":
         from losslab.data.dense import DenseDataset
 
@@ -78,4 +96,6 @@ def build_dataset(
     ann = root / "annotations" / f"instances_{split}.json"
     if not ann.is_file():
         raise ValueError(f"no annotation file {ann}; expected ROOT/annotations/instances_{split}.json")
-    return CocoInstances(ann, root / split, transform=build_transforms(size, train), skip_bad=skip_bad)
+    return CocoInstances(
+        ann, root / split, transform=build_transforms(size, train, **_AUGMENT[augment]), skip_bad=skip_bad
+    )

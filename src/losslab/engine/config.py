@@ -29,6 +29,9 @@ class TrainConfig:
         batch_size: images per step and process.
         max_iter: optimiser steps; ignored when ``epochs > 0``.
         epochs: train for this many passes over the training split instead (0 = use ``max_iter``).
+        augment: instance-training augmentation: ``"ssd"`` (YOLACT's photometric, expand, crop,
+            flip), ``"light"`` (photometric and flip: short from-scratch budgets learn faster)
+            or ``"none"``.
         optimizer: ``"sgd"`` (with momentum, the paper's optimiser) or ``"adamw"`` (converges far
             faster from a randomly initialised backbone; ``momentum`` is then unused).
         lr, momentum, weight_decay: optimiser settings.
@@ -63,6 +66,7 @@ class TrainConfig:
     batch_size: int = 8
     max_iter: int = 500
     epochs: int = 0
+    augment: str = "ssd"
     optimizer: str = "sgd"
     lr: float = 1e-3
     momentum: float = 0.9
@@ -86,6 +90,8 @@ class TrainConfig:
     ddp_find_unused: bool = True
 
     def __post_init__(self) -> None:
+        if self.augment not in ("ssd", "light", "none"):
+            raise ValueError(f"train config: augment must be 'ssd', 'light' or 'none', got {self.augment!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"train config: optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         positive = ("batch_size", "log_every", "fps_images")

@@ -138,18 +138,18 @@ def dataset_root(cfg: TrainConfig, task: str, progress: bool = False) -> Path:
     return Path(broadcast_object(root))
 
 
-def build_split(root: Path, split: str, task: str, size: int, train: bool) -> tuple[Dataset, Any]:
+def build_split(root: Path, split: str, task: str, size: int, train: bool, augment: str = "ssd") -> tuple[Dataset, Any]:
     """One split of a dataset folder at the model's input size, and its collate function."""
     from losslab.data import build_dataset, collate_instances
 
-    dataset = build_dataset(root, split, task, size, train)
+    dataset = build_dataset(root, split, task, size, train, augment=augment)
     return dataset, collate_instances if task == "instance" else None
 
 
 def build_datasets(cfg: TrainConfig, task: str, size: int, progress: bool = False) -> tuple[Dataset, Dataset, Any]:
     """The train and val splits of ``cfg.data`` at the model's input size, and the collate function."""
     root = dataset_root(cfg, task, progress)
-    train_set, collate_fn = build_split(root, "train", task, size, True)
+    train_set, collate_fn = build_split(root, "train", task, size, True, cfg.augment)
     val_set, _ = build_split(root, "val", task, size, False)
     return train_set, val_set, collate_fn
 
