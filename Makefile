@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 STUDY ?= quick
 STUDY_OUT ?= studies/$(STUDY)
+STUDY_WORKERS ?= 2
 
 .PHONY: help venv study test lint format bench clean
 
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)  ## make .venv and install losslab with its test extras
 
 study: $(STAMP)  ## the main job: run the built-in study and write its report
-	$(BIN)/losslab study run $(STUDY) --out $(STUDY_OUT)
+	$(BIN)/losslab study run $(STUDY) --out $(STUDY_OUT) --workers $(STUDY_WORKERS)
 	$(BIN)/losslab study report $(STUDY_OUT)
 
 test: $(STAMP)  ## the whole test suite (slow tests included)
