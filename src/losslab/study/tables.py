@@ -180,6 +180,8 @@ def _table(results: StudyResults, title: str, key: str, columns: list[tuple[str,
         if not means:
             continue
         best = min(means) if lower_is_better(metric) else max(means)
+        if len(means) > 1 and min(means) == max(means):
+            continue  # a column where every configuration ties (often all 0.00) has no best
         for _, cells in rows:
             if cells[j] is not None and cells[j].mean == best:
                 cells[j].bold = True
