@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["REDUCTIONS", "MaskInputs", "MaskLoss", "check_mask_inputs", "reduce"]
+__all__ = ["REDUCTIONS", "MaskInputs", "MaskLoss", "ReducedLoss", "check_mask_inputs", "reduce"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -162,7 +162,21 @@ class MaskInputs:
         return self.g_valid.sum(dim=(1, 2))
 
 
-class MaskLoss(nn.Module):
+class ReducedLoss(nn.Module):
+    """Base of every catalogue loss: a checked ``reduction`` and the ``check_inputs`` switch
+    (callers on a hot path that validate elsewhere may turn the checks off)."""
+
+    loss_name = "?"
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+        self.check_inputs = True
+
+
+class MaskLoss(ReducedLoss):
     """Base of every mask loss: ``loss(logits, target, valid=None)``.
 
     Shape:
@@ -177,14 +191,10 @@ class MaskLoss(nn.Module):
     loss_name = "?"
 
     def __init__(self, reduction: str = "mean", contract: str = "mask"):
-        super().__init__()
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        super().__init__(reduction)
         if contract not in ("mask", "regression"):
             raise ValueError(f"contract must be 'mask' or 'regression', got {contract!r}")
-        self.reduction = reduction
         self.contract = contract
-        self.check_inputs = True
 
     def per_instance(self, x: MaskInputs) -> Tensor:
         raise NotImplementedError

@@ -10,9 +10,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from losslab.losses._base import REDUCTIONS, reduce
+from losslab.losses._base import ReducedLoss, reduce
 from losslab.losses.registry import register_loss
 
 __all__ = ["BoxLoss", "CIoULoss", "DIoULoss", "GIoULoss", "SmoothL1Loss", "box_iou_terms"]
@@ -20,7 +20,7 @@ __all__ = ["BoxLoss", "CIoULoss", "DIoULoss", "GIoULoss", "SmoothL1Loss", "box_i
 _EPS = 1e-7  # torchvision's default eps for the IoU losses
 
 
-class BoxLoss(nn.Module):
+class BoxLoss(ReducedLoss):
     """Base of the box contract: ``loss(pred, target)`` → one value per box, then reduced.
 
     Subclasses set ``acts_on`` (``"offsets"`` or ``"boxes"``) and implement ``per_box``.
@@ -34,13 +34,6 @@ class BoxLoss(nn.Module):
 
     loss_name = "?"
     acts_on = "boxes"
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__()
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        self.reduction = reduction
-        self.check_inputs = True
 
     def check(self, pred: Tensor, target: Tensor) -> None:
         """Raise ``ValueError`` for inputs this loss cannot take."""

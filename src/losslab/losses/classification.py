@@ -13,15 +13,15 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from losslab.losses._base import REDUCTIONS
+from losslab.losses._base import ReducedLoss
 from losslab.losses.registry import register_loss
 
 __all__ = ["ClassLoss", "OHEMCrossEntropyLoss", "SigmoidFocalClassLoss", "SoftmaxFocalLoss", "hard_negatives"]
 
 
-class ClassLoss(nn.Module):
+class ClassLoss(ReducedLoss):
     """Base of the class contract: checks inputs, computes ``per_anchor`` and reduces it.
 
     ``check_inputs = False`` skips the label-range check, which costs a device sync.
@@ -33,13 +33,6 @@ class ClassLoss(nn.Module):
     """
 
     loss_name = "?"
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__()
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        self.reduction = reduction
-        self.check_inputs = True
 
     def check(self, logits: Tensor, labels: Tensor) -> None:
         """Raise ``ValueError`` for inputs outside the class contract."""
