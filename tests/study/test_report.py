@@ -14,7 +14,7 @@ from losslab.study.runner import run_study
 from losslab.study.spec import parse_study
 from losslab.study.stats import NO_EVIDENCE, WORSE
 from losslab.study.store import StudyStore
-from losslab.study.tables import Cell, build_tables, collect
+from losslab.study.tables import Cell, build_tables, collect, mark_best
 
 
 @pytest.fixture
@@ -94,3 +94,11 @@ def test_format_cell():
 def test_report_without_a_study_fails_clearly(tmp_path):
     with pytest.raises(ValueError, match="study run"):
         write_report(tmp_path)
+
+
+def test_mark_best_bolds_the_best_and_leaves_ties_plain():
+    rows = [[Cell(13.1), Cell(0.0), Cell(2.0)], [Cell(9.0), Cell(0.0), Cell(1.0)], [None, Cell(0.0), Cell(1.0)]]
+    mark_best(rows, ["AP", "AP95", "RMSE"])
+    assert [r[0].bold for r in rows[:2]] == [True, False]
+    assert not any(r[1].bold for r in rows)  # every configuration at 0.00: no best
+    assert [r[2].bold for r in rows] == [False, True, True]  # lower is better, a tie for best

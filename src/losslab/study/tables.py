@@ -19,7 +19,7 @@ from losslab.study.spec import StudySpec, parse_study
 from losslab.study.stats import Comparison, Interval, compare_bootstrap, compare_paired, mean_ci
 from losslab.study.store import StudyStore
 
-__all__ = ["Cell", "ConfigResults", "StudyResults", "Table", "build_tables", "collect", "lower_is_better"]
+__all__ = ["Cell", "ConfigResults", "StudyResults", "Table", "build_tables", "collect", "lower_is_better", "mark_best"]
 
 _THRESHOLDS = [50 + 5 * i for i in range(10)]
 MASK_COLUMNS = [("FPS", "fps"), ("all", "segm.AP")] + [(f"AP{t}", f"segm.AP{t}") for t in _THRESHOLDS]
@@ -175,17 +175,21 @@ def _table(results: StudyResults, title: str, key: str, columns: list[tuple[str,
             cells.append(Cell(iv.mean, iv.half_width, iv.n, cmp.verdict if cmp else None))
         rows.append((cfg.label, cells))
         comparisons[cfg.label] = compare(results, cfg, main)
+    mark_best([cells for _, cells in rows], metrics)
+    return Table(title, key, names, metrics, rows, comparisons)
+
+
+def mark_best(rows: list[list[Cell | None]], metrics: list[str]) -> None:
+    """Set ``bold`` on the best cell(s) of each column; a column where every configuration ties
+    (at this budget often all 0.00) has no best and stays plain."""
     for j, metric in enumerate(metrics):
-        means = [row[1][j].mean for row in rows if row[1][j] is not None]
-        if not means:
+        means = [cells[j].mean for cells in rows if cells[j] is not None]
+        if not means or (len(means) > 1 and min(means) == max(means)):
             continue
         best = min(means) if lower_is_better(metric) else max(means)
-        if len(means) > 1 and min(means) == max(means):
-            continue  # a column where every configuration ties (often all 0.00) has no best
-        for _, cells in rows:
+        for cells in rows:
             if cells[j] is not None and cells[j].mean == best:
                 cells[j].bold = True
-    return Table(title, key, names, metrics, rows, comparisons)
 
 
 def _dense_columns(results: StudyResults) -> list[tuple[str, str]]:
