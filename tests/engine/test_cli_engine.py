@@ -106,3 +106,16 @@ def test_help_texts_explain():
     for cmd in ("train", "eval", "predict", "fps"):
         res = runner.invoke(app, [cmd, "--help"])
         assert res.exit_code == 0 and len(res.output) > 300
+
+
+def test_fps_takes_model_overrides_and_the_fast_path():
+    res = runner.invoke(
+        app, ["fps", "yolact_tiny", "num_classes=1", "--size", "64", "--images", "2", "--fast", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["size"] == 64 and out["fps"] > 0 and out["device"] == "cpu"
+    res = runner.invoke(app, ["fps", "yolact_tiny", "num_clases=1", "--size", "64"])
+    assert res.exit_code != 0 and "num_classes" in res.output
+    res = runner.invoke(app, ["fps", "masknet", "--fast"])
+    assert res.exit_code != 0 and "no fast inference path" in res.output

@@ -197,25 +197,39 @@ def predict(
 
 def fps(
     checkpoint_or_preset: str = typer.Argument(..., help="A checkpoint file or a preset name (yolact_tiny, ...)."),
+    overrides: list[str] = typer.Argument(
+        None, help="key=value model-config overrides, e.g. num_classes=1 (a preset's default is COCO's 80)."
+    ),
     size: int = typer.Option(None, "--size", help="Input size in pixels (default: the model's)."),
     images: int = typer.Option(100, "--images", help="How many images to time (after the warm-up)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help='Print {"fps", "ms_median", "size", "device", "threads"}.'),
+    fast: bool = typer.Option(
+        False,
+        "--fast",
+        help="YOLACT only: channels-last, bf16 (CPU) / fp16 (CUDA) autocast and batch norms folded into the convs.",
+    ),
 ) -> None:
     """Inference speed as YOLACT measures it: batch 1, warm-up excluded, median over many images,
     forward + NMS + mask assembly included, data loading excluded."""
+    from losslab.config import parse_kv
     from losslab.engine.config import resolve_device
     from losslab.engine.run import measure_model_fps, model_from_checkpoint
+    from losslab.models import create_model
+
+    def load(overrides: dict) -> Any:
+        if Path(checkpoint_or_preset).is_file():
+            return model_from_checkpoint(checkpoint_or_preset, dev, **overrides)[0]
+        return create_model(checkpoint_or_preset, **overrides).to(dev).eval()
 
     try:
         dev = resolve_device(device)
-        extra = {"input_size": size} if size else {}
-        if Path(checkpoint_or_preset).is_file():
-            model, _ = model_from_checkpoint(checkpoint_or_preset, dev, **extra)
-        else:
-            from losslab.models import create_model
-
-            model = create_model(checkpoint_or_preset, **extra).to(dev).eval()
+        extra: dict[str, Any] = {**parse_kv(overrides or []), **({"input_size": size} if size else {})}
+        model = load(extra)
+        if fast:
+            if not hasattr(model, "fuse_for_inference"):
+                raise ValueError(f"--fast: {checkpoint_or_preset} has no fast inference path (YOLACT presets do)")
+            model = load({**extra, "channels_last": True, "amp": True}).fuse_for_inference()
         result = measure_model_fps(model, int(size or model.config.input_size), dev, images)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
