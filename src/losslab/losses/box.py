@@ -158,9 +158,6 @@ class GIoULoss(BoxLoss):
         pred, target: ``(M, 4)`` xyxy; output scalar or ``(M,)``.
     """
 
-    def __init__(self, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
-
     def per_box(self, pred: Tensor, target: Tensor) -> Tensor:
         t = box_iou_terms(pred, target)
         return 1 - t["iou"] + (t["enclose_area"] - t["union"]) / (t["enclose_area"] + _EPS)
@@ -180,9 +177,6 @@ class DIoULoss(BoxLoss):
     Shape:
         pred, target: ``(M, 4)`` xyxy; output scalar or ``(M,)``.
     """
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
 
     def per_box(self, pred: Tensor, target: Tensor) -> Tensor:
         t = box_iou_terms(pred, target)
@@ -204,9 +198,6 @@ class CIoULoss(BoxLoss):
     Shape:
         pred, target: ``(M, 4)`` xyxy; output scalar or ``(M,)``.
     """
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
 
     def per_box(self, pred: Tensor, target: Tensor) -> Tensor:
         t = box_iou_terms(pred, target)

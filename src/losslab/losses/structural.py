@@ -236,8 +236,5 @@ class LovaszHingeLoss(MaskLoss):
         logits, target, valid: ``(N, H, W)`` or ``(N, 1, H, W)``; output scalar or ``(N,)``.
     """
 
-    def __init__(self, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
-
     def per_instance(self, x: MaskInputs) -> Tensor:
         return lovasz_hinge_per_instance(x.logits, x.target, x.valid)
