@@ -214,3 +214,12 @@ def test_hybrid_on_empty_batch_gives_zero_terms(kit):
     terms = loss_terms(hybrid, logits, torch.zeros(0, 4, 4))
     assert set(terms) == {"bce", "dice"}
     assert all(v.item() == 0 for v in terms.values())
+
+
+def test_registry_parameters_are_the_spec_parameters_only():
+    from losslab.losses import get_loss_info, list_losses
+
+    assert get_loss_info("bce").params == {}
+    assert get_loss_info("dice").params == {"smooth": 1.0, "squared": False}
+    for name in list_losses():
+        assert not {"reduction", "contract", "self"} & set(get_loss_info(name).params), name

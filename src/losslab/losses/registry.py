@@ -62,7 +62,7 @@ def _init_params(cls: type) -> dict[str, Any]:
     sig = inspect.signature(cls.__init__)
     out = {}
     for name, p in sig.parameters.items():
-        if name in ("self", "reduction") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if name in ("self", "reduction", "contract") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         out[name] = None if p.default is inspect.Parameter.empty else p.default
     return out
