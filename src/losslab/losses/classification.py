@@ -140,6 +140,20 @@ class OHEMCrossEntropyLoss(ClassLoss):
         return f"neg_pos_ratio={self.neg_pos_ratio}, " + super().extra_repr()
 
 
+class _FocalClassLoss(ClassLoss):
+    """The two focal class losses' parameters: ``alpha`` (foreground weight) and ``gamma``."""
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean"):
+        super().__init__(reduction=reduction)
+        if not 0 <= alpha <= 1 or gamma < 0:
+            raise ValueError(f"{self.loss_name} needs 0 <= alpha <= 1 and gamma >= 0, got {alpha}, {gamma}")
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, gamma={self.gamma}, " + super().extra_repr()
+
+
 @register_loss(
     "softmax_focal",
     kind="class",
@@ -148,7 +162,7 @@ class OHEMCrossEntropyLoss(ClassLoss):
     source="Lin et al. 2017 (RetinaNet); YOLACT multibox_loss focal_conf_loss",
     contracts=("class",),
 )
-class SoftmaxFocalLoss(ClassLoss):
+class SoftmaxFocalLoss(_FocalClassLoss):
     """``−α_t (1 − p_t)^γ log p_t`` with ``p_t`` the softmax probability of the true class, over
     every non-ignored anchor; ``α_t = α`` for a class and ``1 − α`` for the background (YOLACT's
     convention). ``"mean"`` divides the sum by the number of positives.
@@ -161,21 +175,11 @@ class SoftmaxFocalLoss(ClassLoss):
         logits ``(B, A, C+1)``, labels ``(B, A)``; output scalar or ``(B, A)``.
     """
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
-        if not 0 <= alpha <= 1 or gamma < 0:
-            raise ValueError(f"softmax_focal needs 0 <= alpha <= 1 and gamma >= 0, got {alpha}, {gamma}")
-        self.alpha = float(alpha)
-        self.gamma = float(gamma)
-
     def per_anchor(self, logits: Tensor, labels: Tensor) -> Tensor:
         keep = labels >= 0
         log_pt = F.log_softmax(logits, dim=2).gather(2, labels.clamp_min(0).unsqueeze(2)).squeeze(2)
         alpha_t = torch.where(labels > 0, self.alpha, 1.0 - self.alpha)
         return -alpha_t * (1 - log_pt.exp()) ** self.gamma * log_pt * keep
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, gamma={self.gamma}, " + super().extra_repr()
 
 
 @register_loss(
@@ -186,7 +190,7 @@ class SoftmaxFocalLoss(ClassLoss):
     source="Lin et al. 2017 (RetinaNet); torchvision.ops.sigmoid_focal_loss",
     contracts=("class",),
 )
-class SigmoidFocalClassLoss(ClassLoss):
+class SigmoidFocalClassLoss(_FocalClassLoss):
     """torchvision's sigmoid focal loss on the class columns ``1..C`` against the one-hot label (the
     background is the all-zeros row, its logit column 0 is unused, as YOLACT's
     ``focal_conf_sigmoid_loss``), summed over the C classes of each non-ignored anchor. ``"mean"``
@@ -200,13 +204,6 @@ class SigmoidFocalClassLoss(ClassLoss):
         logits ``(B, A, C+1)``, labels ``(B, A)``; output scalar or ``(B, A)``.
     """
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
-        if not 0 <= alpha <= 1 or gamma < 0:
-            raise ValueError(f"sigmoid_focal_cls needs 0 <= alpha <= 1 and gamma >= 0, got {alpha}, {gamma}")
-        self.alpha = float(alpha)
-        self.gamma = float(gamma)
-
     def per_anchor(self, logits: Tensor, labels: Tensor) -> Tensor:
         x = logits[..., 1:]
         onehot = F.one_hot(labels.clamp_min(0), logits.shape[2])[..., 1:].to(x.dtype)
@@ -215,6 +212,3 @@ class SigmoidFocalClassLoss(ClassLoss):
         p_t = p * onehot + (1 - p) * (1 - onehot)
         alpha_t = self.alpha * onehot + (1 - self.alpha) * (1 - onehot)
         return (alpha_t * ce * (1 - p_t) ** self.gamma).sum(dim=2) * (labels >= 0)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, gamma={self.gamma}, " + super().extra_repr()
