@@ -64,33 +64,73 @@ def _target(crowd: bool = False) -> dict[str, torch.Tensor]:
     }
 
 
-def _expected_mask_inputs(out: YolactOutputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _expected_mask_inputs(out: YolactOutputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     logits = torch.einsum("khw,k->hw", out.protos[0], out.coef[0, 0])[None]
     small = F.interpolate(_target()["masks"][None].float(), (HP, HP), mode="bilinear", align_corners=False)[0]
     target = small.gt(0.5).float()
     valid = torch.zeros(1, HP, HP)
     valid[:, 1:7, 1:7] = 1  # box 2..6 in prototype pixels, 1 pixel of padding as in YOLACT's crop
-    return logits, target, valid
+    area = torch.tensor([4.0 * 4.0])  # the box itself, 4 x 4 prototype pixels, no padding
+    return logits, target, valid, area
 
 
-@pytest.mark.parametrize("spec", ["bce", "dice", "0.5*mse + bce", "focal(gamma=2)"])
+@pytest.mark.parametrize("spec", ["bce", "dice", "0.5*mse + bce", "focal(gamma=2)", "bce + dice", "lovasz_hinge"])
 def test_mask_loss_equals_catalogue_loss_on_cropped_masks(spec):
     cfg = YolactConfig(mask_loss=spec)
     out = _outputs()
     losses = MultiBoxLoss(cfg)(out, [_target()])
-    logits, target, valid = _expected_mask_inputs(out)
-    per_instance = create_loss(spec, reduction="none")(logits, target, valid)
+    logits, target, valid, area = _expected_mask_inputs(out)
+    per_instance = create_loss(spec, reduction="none")(logits, target, valid, area=area)
     assert losses["num_positives"].item() == 1
     assert losses["loss_mask"].item() == pytest.approx(6.125 * per_instance.sum().item(), rel=1e-5)
 
 
-def test_bce_is_the_mean_over_the_crop():
+def test_bce_is_the_sum_in_the_crop_over_the_box_area():
+    """By hand: one instance, one positive: mask_alpha * sum(BCE over the padded crop) / (w * h)."""
     out = _outputs()
     losses = MultiBoxLoss(YolactConfig(mask_loss="bce"))(out, [_target()])
-    logits, target, valid = _expected_mask_inputs(out)
+    logits, target, valid, _ = _expected_mask_inputs(out)
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    expected = 6.125 * (bce * valid).sum() / valid.sum()
+    expected = 6.125 * (bce * valid).sum() / (4 * 4) / 1  # box 4 x 4 prototype pixels, N_pos = 1
     assert losses["loss_mask"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_bce_follows_yolacts_emulate_roi_pooling_formula():
+    """YOLACT's own steps, restated: sigmoid, zero outside the crop, BCE summed over the whole
+    prototype, divided by the box's relative width and height times the prototype area, times
+    mask_alpha, divided by the prototype area and by the number of positives."""
+    out = _outputs(num_anchors_on_gt=2)
+    losses = MultiBoxLoss(YolactConfig(mask_loss="bce"))(out, [_target()])
+    logits, target, valid, _ = _expected_mask_inputs(out)
+    probs = torch.sigmoid(logits) * valid
+    pre = F.binary_cross_entropy(probs, target, reduction="none").sum()
+    w_rel = h_rel = (GT_BOX[2] - GT_BOX[0]) / S
+    per_instance = pre / (w_rel * HP) / (h_rel * HP) * (HP * HP)
+    num_pos = 2
+    expected = 6.125 * (num_pos * per_instance) / HP / HP / num_pos
+    assert losses["num_positives"].item() == num_pos
+    assert losses["loss_mask"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["bce", "mse", "huber(delta=0.5)", "l1", "log_cosh_bce", "focal"])
+def test_pixel_losses_divide_by_the_box_area_not_the_padded_crop(spec):
+    """A 2 x 2 prototype-pixel box has a 4 x 4 padded crop: a mean over the crop (losslab before
+    it matched YOLACT) gives 4 / 16 of YOLACT's value. Region losses are ratios and do not move."""
+    mask = torch.zeros(S, S, dtype=torch.uint8)
+    mask[8:16, 8:16] = 1  # 8 px at S = 32 is 2 prototype pixels at HP = 8
+    box = [8.0, 8.0, 16.0, 16.0]
+    target = {"boxes": torch.tensor([box]), "labels": torch.tensor([1]), "masks": mask[None]}
+    out = _outputs(num_classes=1)
+    out.anchors = center_size(torch.tensor([box, [0.0, 0.0, 3.2, 3.2]]) / S)
+    got = MultiBoxLoss(YolactConfig(mask_loss=spec, num_classes=1))(out, [target])["loss_mask"]
+    logits = torch.einsum("khw,k->hw", out.protos[0], out.coef[0, 0])[None]
+    small = F.interpolate(mask[None, None].float(), (HP, HP), mode="bilinear", align_corners=False)[0].gt(0.5).float()
+    valid = torch.zeros(1, HP, HP)
+    valid[:, 1:5, 1:5] = 1
+    crop_mean = create_loss(spec, reduction="sum")(logits, small, valid)
+    assert got.item() == pytest.approx(6.125 * crop_mean.item() * 16 / 4, rel=1e-5)
+    dice = MultiBoxLoss(YolactConfig(mask_loss="dice", num_classes=1))(out, [target])["loss_mask"]
+    assert dice.item() == pytest.approx(6.125 * create_loss("dice")(logits, small, valid).item(), rel=1e-5)
 
 
 def test_masks_to_train_subsamples_and_rescales():
@@ -172,7 +212,7 @@ def test_maskiou_loss_targets_the_iou_of_the_thresholded_crop():
     net = MaskIoUNet(num_classes=2)
     cfg = YolactConfig(use_maskiou=True, discard_mask_area=0)
     losses = MultiBoxLoss(cfg)(out, [_target()], maskiou_net=net)
-    logits, target, valid = _expected_mask_inputs(out)
+    logits, target, valid, _ = _expected_mask_inputs(out)
     probs = torch.sigmoid(logits) * valid
     binary = probs.gt(0.5).float()
     iou = (binary * target).sum() / (binary.sum() + target.sum() - (binary * target).sum())

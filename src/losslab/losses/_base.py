@@ -2,6 +2,12 @@
 lazily shared quantities (sigmoid, log-sigmoid, valid counts) that a hybrid computes once.
 
 A mask loss subclasses ``MaskLoss`` and implements ``per_instance(x: MaskInputs) -> (N,)``.
+
+Pixel losses are a sum over each instance's valid pixels divided by a per-instance ``area``: by
+default the number of valid pixels (a mean), or a divisor the caller passes (YOLACT divides the
+sum in the crop by the ground-truth box area, ``mask_proto_normalize_emulate_roi_pooling``).
+Region losses (Dice, Jaccard, Tversky, ...) are ratios of sums over the valid pixels and never
+see ``area``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,15 @@ def _squeeze_channel(t: Tensor, name: str) -> Tensor:
     if t.dim() != 3:
         raise ValueError(f"{name} has shape {tuple(t.shape)}: expected (N, H, W) or (N, 1, H, W)")
     return t
+
+
+def _check_area(area: Tensor | None, n: int, like: Tensor) -> Tensor | None:
+    if area is None:
+        return None
+    if not isinstance(area, Tensor) or area.shape != (n,):
+        shape = tuple(area.shape) if isinstance(area, Tensor) else type(area).__name__
+        raise ValueError(f"area must be a tensor of shape ({n},), one divisor per instance, got {shape}")
+    return area.to(like.dtype)
 
 
 def check_mask_inputs(
@@ -94,13 +109,22 @@ class MaskInputs:
         target: ``(N, H, W)`` in [0, 1] (any real values under the regression contract).
         valid: ``(N, H, W)`` float 0/1 or ``None`` (every pixel counts).
         regression: True when ``p`` is the raw prediction rather than its sigmoid.
+        area: ``(N,)`` divisor of the pixel sums, or ``None`` for the number of valid pixels.
     """
 
-    def __init__(self, logits: Tensor, target: Tensor, valid: Tensor | None, regression: bool = False):
+    def __init__(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        valid: Tensor | None,
+        regression: bool = False,
+        area: Tensor | None = None,
+    ):
         self.logits = logits
         self.target = target
         self.valid = valid
         self.regression = regression
+        self.area = area
 
     @property
     def n(self) -> int:
@@ -132,9 +156,15 @@ class MaskInputs:
         """Sum of per-pixel ``values`` over each instance's valid pixels, ``(N,)``."""
         return self.masked(values).sum(dim=(1, 2))
 
+    @cached_property
+    def divisor(self) -> Tensor:
+        """What a pixel loss divides its sum by, ``(N,)``: ``area`` when given, else ``count``."""
+        return self.count if self.area is None else self.area.clamp_min(1e-12)
+
     def mean(self, values: Tensor) -> Tensor:
-        """Mean of per-pixel ``values`` over each instance's valid pixels, ``(N,)``."""
-        return self.sum(values) / self.count
+        """Per-pixel ``values`` summed over each instance's valid pixels and divided by ``divisor``
+        (the mean over the valid pixels unless an ``area`` was given), ``(N,)``."""
+        return self.sum(values) / self.divisor
 
     @cached_property
     def p_valid(self) -> Tensor:
@@ -183,6 +213,8 @@ class MaskLoss(ReducedLoss):
         - logits: ``(N, H, W)`` or ``(N, 1, H, W)``, raw scores; one instance per mask.
         - target: same shape, float in [0, 1].
         - valid: optional, same shape; only pixels where it is non-zero count.
+        - area: optional ``(N,)``: pixel losses divide their sum over the valid pixels by it instead
+          of by the number of valid pixels; region and structural losses ignore it.
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
 
     Subclasses implement ``per_instance(x)`` returning ``(N,)``.
@@ -199,15 +231,20 @@ class MaskLoss(ReducedLoss):
     def per_instance(self, x: MaskInputs) -> Tensor:
         raise NotImplementedError
 
-    def prepare(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> MaskInputs:
+    def prepare(
+        self, logits: Tensor, target: Tensor, valid: Tensor | None = None, area: Tensor | None = None
+    ) -> MaskInputs:
         """Check the inputs and wrap them in a ``MaskInputs``."""
         logits, target, valid = check_mask_inputs(
             logits, target, valid, contract=self.contract, check_values=self.check_inputs
         )
-        return MaskInputs(logits, target, valid, regression=self.contract == "regression")
+        area = _check_area(area, logits.shape[0], logits)
+        return MaskInputs(logits, target, valid, regression=self.contract == "regression", area=area)
 
-    def forward(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
-        x = self.prepare(logits, target, valid)
+    def forward(
+        self, logits: Tensor, target: Tensor, valid: Tensor | None = None, area: Tensor | None = None
+    ) -> Tensor:
+        x = self.prepare(logits, target, valid, area)
         if x.n == 0:
             return reduce(x.logits.sum(dim=(1, 2)) * 0.0, self.reduction)
         return reduce(self.per_instance(x), self.reduction)

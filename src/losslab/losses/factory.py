@@ -39,9 +39,11 @@ class HybridLoss(MaskLoss):
             total = w * v if total is None else total + w * v
         return total
 
-    def forward_terms(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
+    def forward_terms(
+        self, logits: Tensor, target: Tensor, valid: Tensor | None = None, area: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Each weighted term reduced on its own, for logging: ``{"0.5*mse": ..., "bce": ...}``."""
-        x = self.prepare(logits, target, valid)
+        x = self.prepare(logits, target, valid, area)
         if x.n == 0:
             zero = reduce(x.logits.sum(dim=(1, 2)) * 0.0, self.reduction)
             return dict.fromkeys(self.labels, zero)

@@ -10,6 +10,7 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 __all__ = [
+    "box_area_pixels",
     "box_mask",
     "center_size",
     "crowd_overlap",
@@ -147,3 +148,13 @@ def box_mask(boxes: Tensor, height: int, width: int, padding: int = 1) -> Tensor
     inside_x = (cols >= x1.view(-1, 1, 1)) & (cols < x2.view(-1, 1, 1))
     inside_y = (rows >= y1.view(-1, 1, 1)) & (rows < y2.view(-1, 1, 1))
     return (inside_x & inside_y).to(boxes.dtype)
+
+
+def box_area_pixels(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Each box's area in pixels of a ``height x width`` grid (YOLACT's ``w * h`` of the
+    ground-truth box in prototype pixels: no padding, not rounded).
+
+    Shape:
+        - boxes: ``(n, 4)`` relative xyxy; output ``(n,)``.
+    """
+    return (boxes[:, 2] - boxes[:, 0]) * width * ((boxes[:, 3] - boxes[:, 1]) * height)

@@ -9,10 +9,20 @@ Terms (dbolya/yolact ``layers/modules/multibox_loss.py``), each weighted and nor
 - ``loss_mask``: ``mask_alpha * sum_i mask_loss_i / N_pos`` where instance i is a positive anchor
   (at most ``masks_to_train`` per image, drawn at random, the sum scaled back up by
   ``#pos / #drawn``), its mask the logits ``protos @ coef``, its target the ground-truth mask
-  bilinearly downsampled to the prototypes and binarised at 0.5, and ``valid`` the ground-truth box
-  (YOLACT's crop, 1 pixel of padding). Every catalogue loss averages over the valid pixels, which
-  is YOLACT's ``mask_proto_normalize_emulate_roi_pooling`` (the BCE summed in the box divided by the
-  box area).
+  bilinearly downsampled to the prototypes and binarised at 0.5, and ``valid`` YOLACT's crop: the
+  ground-truth box with 1 pixel of padding on each side. What each kind of loss sees:
+
+  - pixel losses (``bce``, ``mse``, ``l1``, ``huber``, ``log_cosh_bce``, ``focal``, ...): the
+    per-pixel loss summed over the crop and divided by the ground-truth box area ``w * h`` in
+    prototype pixels, without the padding. With ``bce`` this is YOLACT's
+    ``mask_proto_normalize_emulate_roi_pooling`` term exactly (the original zeroes the predicted
+    probabilities outside the crop, where the target is 0 too, so its BCE there is 0). The
+    padding makes this 1-3 % more than a mean over the crop for a large box and up to ~40 % more
+    for a 4-pixel one, so small objects keep their weight; swapping the loss changes only the loss.
+  - region losses (``dice``, ``jaccard``, ``tversky``, ``focal_tversky``, ``log_cosh_dice``): a
+    ratio of sums over the crop's pixels, per instance.
+  - structural losses: ``lovasz_hinge`` over the crop's pixels; ``ssim`` averages its map over the
+    window centres inside the crop.
 - ``loss_semantic``: ``semantic_alpha * BCE-with-logits(sum) / (H * W) / B`` on the per-class union
   of the (non-crowd) masks.
 - ``loss_maskiou`` (YOLACT++): ``maskiou_alpha * smooth_l1(sum) / N_pos`` between the IoU the
@@ -32,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from losslab.losses import create_loss, get_loss_info, parse_spec
-from losslab.models.yolact.box_utils import box_mask, decode, match
+from losslab.models.yolact.box_utils import box_area_pixels, box_mask, decode, match
 from losslab.models.yolact.config import YolactConfig
 
 __all__ = ["MultiBoxLoss", "YolactOutputs", "box_loss_acts_on"]
@@ -178,7 +188,7 @@ class MultiBoxLoss(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         cfg = self.config
         H, W = size
-        logits, targets, valid, weights, labels = [], [], [], [], []
+        logits, targets, valid, areas, weights, labels = [], [], [], [], [], []
         for b, (boxes, lab, masks) in enumerate(gts):
             sel = pos[b].nonzero().squeeze(1)
             if sel.numel() == 0 or masks.shape[0] == 0:
@@ -193,13 +203,14 @@ class MultiBoxLoss(nn.Module):
             logits.append(torch.einsum("khw,nk->nhw", out.protos[b].float(), out.coef[b, sel].float()))
             targets.append(small[gt_idx])
             valid.append(box_mask(boxes[gt_idx], H, W))
+            areas.append(box_area_pixels(boxes[gt_idx], H, W))
             weights.append(torch.full((sel.numel(),), n_pos / sel.numel(), device=sel.device))
             labels.append(lab[gt_idx])
         if not logits:
             zero = _attached(out.coef.new_zeros(()), out.coef) + 0.0 * out.protos.sum()
             return zero, zero * 0.0
         x, g, v, w = torch.cat(logits), torch.cat(targets), torch.cat(valid), torch.cat(weights)
-        mask_sum = (w * self.mask_loss(x, g, v)).sum()
+        mask_sum = (w * self.mask_loss(x, g, v, area=torch.cat(areas))).sum()
         iou_sum = x.new_zeros(())
         if maskiou_net is not None:
             iou_sum = self._maskiou_term(maskiou_net, x, g, v, torch.cat(labels))
