@@ -26,8 +26,9 @@ study: $(STAMP)  ## the main job: run the built-in study and write its report
 	$(BIN)/losslab study run $(STUDY) --out $(STUDY_OUT) --workers $(STUDY_WORKERS)
 	$(BIN)/losslab study report $(STUDY_OUT)
 
-test: $(STAMP)  ## the whole test suite (slow tests included)
+test: $(STAMP)  ## ruff check + format check, then the whole test suite (slow tests included)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/pytest -n 2 -q
 
 lint: $(STAMP)  ## ruff check + format check

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from tests._fit import train_steps
+
 
 def two_images(size: int = 64, seed: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
     """Two images with a bright disc and a bright square on noise, their 0/1 masks and a depth
@@ -34,27 +36,19 @@ def iou(logits: Tensor, mask: Tensor) -> float:
 
 
 def overfit(
-    build: Callable[[], nn.Module], images: Tensor, targets, steps: int, lr: float
-) -> tuple[nn.Module, float, float]:
+    build: Callable[[], nn.Module], images: Tensor, targets, steps: int, lr: float, seed: int = 0, bf16: bool = False
+) -> tuple[nn.Module, list[float]]:
     """Build a model and train it on one batch with Adam, seeded without touching the global RNG.
 
     Returns:
-        the model (still in training mode) and the first and last summed ``loss_*`` values.
+        the model (still in training mode) and the summed ``loss_*`` value of every step.
     """
     with torch.random.fork_rng():
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         model = build().train()
         opt = torch.optim.Adam(model.parameters(), lr=lr)
-        first = last = 0.0
-        for step in range(steps):
-            out = model(images, targets)
-            loss = sum(v for k, v in out.items() if k.startswith("loss_"))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            first = loss.item() if step == 0 else first
-            last = loss.item()
-    return model, first, last
+        history = train_steps(model, lambda: (images, targets), steps, opt, bf16=bf16)
+    return model, history
 
 
 def n_params(model: nn.Module) -> int:
