@@ -89,3 +89,50 @@ def test_atomic_json(tmp_path):
     ckpt.atomic_write_json(tmp_path / "r.json", {"a": [1, 2]})
     assert (tmp_path / "r.json").read_text().startswith("{")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def _truncate(path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.5, 0.98])
+def test_a_damaged_file_is_named_with_its_size(tmp_path, keep):
+    path = ckpt.save_checkpoint(tmp_path / "last.pt", _state(1.0))
+    _truncate(path, keep)
+    with pytest.raises(ckpt.CheckpointError, match=str(path).replace(".", r"\.")) as err:
+        ckpt.load_checkpoint(path)
+    assert "PytorchStreamReader" not in str(err.value).split("(")[0]
+    assert ("empty" if keep == 0 else "truncated or corrupt") in str(err.value)
+
+
+def test_the_previous_checkpoint_is_kept_and_used_when_the_last_is_damaged(tmp_path):
+    path = tmp_path / "last.pt"
+    ckpt.save_checkpoint(path, _state(1.0))
+    ckpt.save_checkpoint(path, _state(2.0))
+    assert ckpt.load_checkpoint(ckpt.previous_of(path))["iteration"] == 1
+    state, note = ckpt.load_resumable(path)
+    assert state["iteration"] == 2 and "resuming from" in note
+    _truncate(path)
+    state, note = ckpt.load_resumable(path)
+    assert state["iteration"] == 1
+    assert "truncated or corrupt" in note and "previous checkpoint" in note and str(path) in note
+
+
+def test_nothing_usable_means_starting_again_and_saying_so(tmp_path):
+    path = tmp_path / "last.pt"
+    assert ckpt.load_resumable(path) == (None, f"no checkpoint at {path}: starting from iteration 0")
+    ckpt.save_checkpoint(path, _state(1.0))
+    ckpt.save_checkpoint(path, _state(2.0))
+    _truncate(path)
+    _truncate(ckpt.previous_of(path), 0.0)
+    state, note = ckpt.load_resumable(path)
+    assert state is None and "starts again from iteration 0" in note and "empty" in note
+
+
+def test_stale_temporaries_are_cleaned(tmp_path):
+    (tmp_path / ".last.pt.tmp").write_bytes(b"x" * 100)
+    (tmp_path / "last.pt").write_bytes(b"keep")
+    assert [p.name for p in ckpt.clean_stale_temporaries(tmp_path)] == [".last.pt.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert ckpt.clean_stale_temporaries(tmp_path / "missing") == []

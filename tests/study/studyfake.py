@@ -5,7 +5,8 @@ depend on the loss and the seed only.
 Config keys it reads besides the trainer's: ``fake_fail`` (raise), ``fake_step_seconds`` (sleep per
 step, for the kill test). Like the trainer it resumes: a run folder with ``result.json`` returns it
 as is, and a checkpoint continues from its step. Each step and each completion is appended to
-``calls.log`` in the run folder so that tests can count work done twice.
+``calls.log`` in the run folder so that tests can count work done twice; ``worker.pid`` holds the
+id of the process that ran it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def fake_run(config: dict[str, Any], run_dir: Path, progress: bool = True) -> di
         return json.loads(result_file.read_text())
     if config.get("fake_fail"):
         raise RuntimeError(f"fake failure of {config.get('mask_loss')}")
+    (run_dir / "worker.pid").write_text(str(os.getpid()))
     loss, seed, steps = str(config.get("mask_loss", "bce")), int(config.get("seed", 0)), int(config["max_iter"])
     (run_dir / "config.yaml").write_text(json.dumps(config))
     ckpt = run_dir / "checkpoints" / "last.txt"

@@ -2,8 +2,13 @@
 
 - Written atomically: to a temporary file in the same folder, flushed to disk, then renamed over the
   old one with ``os.replace``, so a crash at any point leaves either the old or the new file whole.
+- One previous checkpoint is kept (``last.pt`` -> ``previous.pt``, a hard link swapped in before
+  the rename), so a file damaged after it was written (a full disk, a truncated copy) leaves a good
+  one to resume from: ``load_resumable`` tries ``last.pt``, then ``previous.pt``, and says which.
 - Plain data only (tensors, numbers, strings, lists, tuples, dicts), checked before writing, and
   read back with ``torch.load(weights_only=True)``: a checkpoint from elsewhere cannot run code.
+- A damaged file gets a ``CheckpointError`` naming the file, its size and what is wrong, never
+  torch's "PytorchStreamReader failed reading zip archive".
 - The random states of Python, NumPy and torch (and CUDA) are captured as plain data so that a
   resumed run continues exactly where the interrupted one stopped.
 """
@@ -23,6 +28,10 @@ import torch
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "clean_stale_temporaries",
+    "load_resumable",
+    "previous_of",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
@@ -36,6 +45,10 @@ __all__ = [
 CHECKPOINT_FORMAT = "losslab-checkpoint-v1"
 
 _PLAIN = (bool, int, float, str, type(None))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: missing, damaged, unsafe or not losslab's."""
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -106,16 +119,49 @@ def check_plain(obj: Any, where: str = "checkpoint") -> None:
     )
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+def previous_of(path: str | Path) -> Path:
+    """Where the checkpoint before ``path`` is kept: ``checkpoints/previous.pt`` beside ``last.pt``."""
+    path = Path(path)
+    return path.with_name(f"previous{path.suffix}")
+
+
+def _keep_previous(path: Path) -> None:
+    # A hard link to the current file, renamed over previous.pt: each step is atomic, so a crash
+    # leaves last.pt and previous.pt each either old or new, never half written.
+    if not path.is_file():
+        return
+    link = path.with_name(f".{path.name}.prev.tmp")
+    link.unlink(missing_ok=True)
+    try:
+        os.link(path, link)
+    except OSError:  # a file system without hard links: copy instead
+        link.write_bytes(path.read_bytes())
+    os.replace(link, previous_of(path))
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any], keep_previous: bool = True) -> Path:
     """Write ``state`` (plain data and tensors) to ``path`` atomically and return the path.
+
+    Args:
+        path: the checkpoint file (``run_dir/checkpoints/last.pt``).
+        state: tensors and plain data.
+        keep_previous: first keep the file already at ``path`` as ``previous_of(path)``.
 
     Raises:
         ValueError: ``state`` holds something other than tensors and plain data.
     """
     check_plain(state)
     state = {"format": CHECKPOINT_FORMAT, **state}
-    _atomic_write(Path(path), lambda fh: torch.save(state, fh))
-    return Path(path)
+    path = Path(path)
+    if keep_previous:
+        _keep_previous(path)
+    _atomic_write(path, lambda fh: torch.save(state, fh))
+    return path
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -123,24 +169,68 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file holds objects other than tensors and plain data (refused, since
-            unpickling them could run code), or is not a losslab checkpoint.
+        CheckpointError: the file is empty, truncated or corrupt, holds objects other than tensors
+            and plain data (refused, since unpickling them could run code), or is not a losslab
+            checkpoint. The message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was never written completely")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
+        raise CheckpointError(
             f"refused to load {path}: it holds objects other than tensors and plain data, and "
-            f"loading those could run code ({first}). Only load checkpoints you trust, and re-save "
+            f"loading those could run code ({_first_line(exc)}). Only load checkpoints you trust, and re-save "
             "them as plain state dicts."
         ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} ({size:,} bytes) is truncated or corrupt and cannot be read "
+            f"({_first_line(exc)}); use another checkpoint or delete this one to train from the start"
+        ) from exc
     if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"{path} is not a losslab checkpoint (expected a dict with a 'model' entry)")
+        raise CheckpointError(f"{path} is not a losslab checkpoint (expected a dict with a 'model' entry)")
     return state
+
+
+def load_resumable(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any] | None, str]:
+    """The newest good checkpoint of a run, for resuming: ``path``, else ``previous_of(path)``.
+
+    Returns:
+        ``(state, note)``: the state (``None`` when neither file is usable: train from the start)
+        and one sentence saying which file was used and why, for the log.
+    """
+    path = Path(path)
+    problems = []
+    for candidate in (path, previous_of(path)):
+        if not candidate.is_file():
+            continue
+        try:
+            state = load_checkpoint(candidate, map_location)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        if candidate == path:
+            return state, f"resuming from {candidate} (iteration {state.get('iteration', '?')})"
+        return state, f"{problems[0]}; resuming from the previous checkpoint {candidate} instead"
+    if problems:
+        return None, f"{'; '.join(problems)}; no good checkpoint is left, so the run starts again from iteration 0"
+    return None, f"no checkpoint at {path}: starting from iteration 0"
+
+
+def clean_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the ``.NAME.tmp`` files an interrupted atomic write left in ``folder``; return them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(p for p in folder.glob(".*.tmp") if p.is_file())
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def capture_rng_state() -> dict[str, Any]:

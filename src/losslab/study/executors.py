@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
+import fcntl
 import json
 import multiprocessing
 import os
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ __all__ = [
     "execute_run",
     "last_step",
     "read_metrics_csv",
+    "run_folder_lock",
     "write_returned_files",
 ]
 
@@ -103,6 +108,40 @@ def _collect_files(run_dir: Path) -> dict[str, bytes]:
     return files
 
 
+#: How long a run waits for its folder to be free (a dying orphan of a killed driver lets go in
+#: well under a second; anything longer is a live process training in that folder).
+RUN_LOCK_WAIT_SECONDS = 30.0
+
+
+@contextmanager
+def run_folder_lock(run_dir: Path, wait_seconds: float = RUN_LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """Hold ``run_dir/.run.lock`` while training there, so two processes never share a run folder.
+
+    Raises:
+        RuntimeError: another process still holds the folder after ``wait_seconds`` (named by pid).
+    """
+    fd = os.open(run_dir / ".run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    raise RuntimeError(
+                        f"run folder {run_dir} is in use by another process (pid {holder}) after "
+                        f"{wait_seconds:.0f} s; stop it (kill {holder}) and run the study again"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def execute_run(
     run_fn: RunFn, config: dict[str, Any], run_dir: str | Path, progress: bool = True, collect_files: bool = False
 ) -> dict[str, Any]:
@@ -117,7 +156,8 @@ def execute_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        returned = run_fn(dict(config), run_dir, progress=progress)
+        with run_folder_lock(run_dir):
+            returned = run_fn(dict(config), run_dir, progress=progress)
         result: dict[str, Any] = {}
         result_file = run_dir / "result.json"
         if result_file.is_file():
@@ -161,7 +201,33 @@ class InlineExecutor:
         pass
 
 
-def _init_worker(threads: int) -> None:
+def _die_with_parent(parent_pid: int, poll_seconds: float = 0.5) -> None:
+    """End this worker when the driver process ends, whatever killed it (SIGKILL included).
+
+    On Linux the kernel sends SIGKILL on the parent's death (``PR_SET_PDEATHSIG``); everywhere a
+    daemon thread also watches the parent id, which changes when the worker is re-parented.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the driver died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="losslab-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     # Workers share the cores: each gets its slice of threads before torch is imported.
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
@@ -186,7 +252,7 @@ class ProcessExecutor:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(threads,),
+            initargs=(threads, os.getpid()),
         )
         self.futures: dict[cf.Future, str] = {}
 
