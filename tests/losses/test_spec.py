@@ -223,3 +223,19 @@ def test_registry_parameters_are_the_spec_parameters_only():
     assert get_loss_info("dice").params == {"smooth": 1.0, "squared": False}
     for name in list_losses():
         assert not {"reduction", "contract", "self"} & set(get_loss_info(name).params), name
+
+
+@pytest.mark.parametrize(
+    ("spec", "where"),
+    [
+        ("1e400*bce", 0),
+        ("bce*1e400", 0),
+        ("0.5*mse + 1e999*dice", 10),
+        ("huber(delta=1e999)", 12),
+        ("huber(delta=nan)", 12),
+    ],
+)
+def test_non_finite_weights_and_values_are_refused_at_their_position(spec, where):
+    with pytest.raises(SpecError, match="not a finite number") as err:
+        parse_spec(spec)
+    assert err.value.pos == where

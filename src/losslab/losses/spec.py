@@ -12,6 +12,7 @@ Examples: ``"bce"``, ``"0.5*mse + bce"``, ``"huber(delta=2) + 0.5*dice(squared=t
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,9 +56,12 @@ def _value(text: str) -> Any:
     except ValueError:
         pass
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         return text
+    if not math.isfinite(number):
+        raise ValueError(f"parameter value {text!r} is not a finite number")
+    return number
 
 
 class _Parser:
@@ -134,6 +138,8 @@ class _Parser:
             if num is None:
                 raise self.error("expected a number after '*'")
             weight *= float(num)
+        if not math.isfinite(weight):
+            raise self.error(f"weight {weight} is not a finite number (a literal beyond ~1.8e308 overflows)", start)
         if weight <= 0:
             raise self.error("weights must be positive", start)
         return Term(weight=weight, name=name, params=params, pos=pos)
@@ -151,8 +157,11 @@ class _Parser:
         m = re.compile(r"[-+]?[A-Za-z0-9_.]+(?:[eE][-+]?[0-9]+)?").match(self.s, self.i)
         if not m:
             raise self.error("expected a value")
-        self.i = m.end()
-        return _value(m.group(0))
+        start, self.i = self.i, m.end()
+        try:
+            return _value(m.group(0))
+        except ValueError as exc:
+            raise self.error(str(exc), start) from None
 
     def parse(self) -> list[Term]:
         if not self.s.strip():
