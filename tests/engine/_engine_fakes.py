@@ -182,7 +182,7 @@ def install_fakes(monkeypatch, root, n_train: int = 12, n_val: int = 4, stub_eva
         info = registry.ModelInfo(name, "fake", task, "test double", _builder(cls, name))
         monkeypatch.setitem(registry._MODELS, name, info)
 
-    def build_split(root_, split, task, size, train, augment="ssd"):
+    def build_split(root_, split, task, size, train, augment="ssd", label_noise=None):
         n = n_train if split == "train" else n_val
         if task == "instance":
             return FakeInstances(n, size, flip=train), collate

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from losslab.cli.noise import noise
+
 data_app = typer.Typer(
     help="Datasets: generate the synthetic Cigarette-Butts-like dataset, validate COCO-format data.",
     no_args_is_help=True,
@@ -79,6 +81,9 @@ def check(
     console.print(f"{len(report.problems)} problem(s)")
     if report.problems and not skip_bad:
         raise typer.Exit(1)
+
+
+data_app.command("noise")(noise)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
+    from losslab.data.noise import LabelNoise
+
 __all__ = [
     "MEAN",
     "STD",
@@ -68,6 +70,7 @@ def build_dataset(
     train: bool = False,
     skip_bad: bool = False,
     augment: str = "ssd",
+    label_noise: LabelNoise | None = None,
 ) -> Dataset:
     """The dataset of one split of a dataset folder (layout in docs/architecture.md).
 
@@ -80,6 +83,7 @@ def build_dataset(
         augment: the instance augmentation when ``train``: ``"ssd"`` (photometric, expand, crop,
             flip: YOLACT's), ``"light"`` (photometric and flip) or ``"none"``.
         skip_bad: for instances, skip bad entries instead of raising.
+        label_noise: corrupts the masks before augmentation (``losslab.data.noise``; training only).
     """
     root = Path(root)
     if augment not in _AUGMENT:
@@ -87,7 +91,7 @@ def build_dataset(
     if task == "dense":
         from losslab.data.dense import DenseDataset
 
-        return DenseDataset(root, split, size=size, train=train)
+        return DenseDataset(root, split, size=size, train=train, label_noise=label_noise)
     if task != "instance":
         raise ValueError(f"task must be 'instance' or 'dense', got {task!r}")
     from losslab.data.coco import CocoInstances
@@ -96,6 +100,5 @@ def build_dataset(
     ann = root / "annotations" / f"instances_{split}.json"
     if not ann.is_file():
         raise ValueError(f"no annotation file {ann}; expected ROOT/annotations/instances_{split}.json")
-    return CocoInstances(
-        ann, root / split, transform=build_transforms(size, train, **_AUGMENT[augment]), skip_bad=skip_bad
-    )
+    transform = build_transforms(size, train, **_AUGMENT[augment])
+    return CocoInstances(ann, root / split, transform=transform, skip_bad=skip_bad, label_noise=label_noise)

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from losslab.data.cocofile import CocoIndex, Problem, decode_segmentation, load_coco, safe_image_path
+from losslab.data.noise import LabelNoise
 from losslab.data.transforms import Compose, ToTensor, sync_boxes
 
 __all__ = ["CocoInstances", "read_image"]
@@ -53,6 +54,7 @@ class CocoInstances(Dataset):
             None gives the original size, normalised.
         skip_bad: leave bad entries out with a logged warning (counted in ``skipped``) instead of
             raising ``ValueError``.
+        label_noise: corrupts each item's masks before ``transform`` (the training split only).
 
     Shape:
         item: ``image`` ``(3, S, S)`` float; ``target["masks"]`` ``(n, S, S)`` uint8,
@@ -60,12 +62,18 @@ class CocoInstances(Dataset):
     """
 
     def __init__(
-        self, ann_file: str | Path, image_dir: str | Path, transform: Compose | None = None, skip_bad: bool = False
+        self,
+        ann_file: str | Path,
+        image_dir: str | Path,
+        transform: Compose | None = None,
+        skip_bad: bool = False,
+        label_noise: LabelNoise | None = None,
     ):
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         self.transform = transform if transform is not None else Compose([ToTensor()])
         self.skip_bad = skip_bad
+        self.label_noise = label_noise
         index: CocoIndex = load_coco(self.ann_file, self.image_dir)
         if index.problems and not skip_bad:
             raise ValueError(
@@ -131,6 +139,8 @@ class CocoInstances(Dataset):
         else:
             raise ValueError(f"{self.ann_file}: no readable image at all")
         info = self.images[i]
+        if self.label_noise is not None:  # the annotator's error: before augmentation, fixed per image
+            sample = self.label_noise(sample, int(info["id"]))
         # Drawn from torch's generator, which DataLoader seeds per worker and torch.manual_seed
         # seeds in the main process: augmentation is reproducible and differs across workers.
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from losslab.data.coco import read_image
+from losslab.data.noise import LabelNoise
 from losslab.data.transforms import MEAN, STD, PhotometricDistort, letterbox_array
 
 __all__ = ["DenseDataset"]
@@ -32,14 +33,19 @@ class DenseDataset(Dataset):
         split: ``"train"`` or ``"val"`` (any folder name with a ``{split}_masks`` twin).
         size: square input size ``S`` (letterbox).
         train: random flip and photometric distortion.
+        label_noise: corrupts each foreground mask (its 8-connected components are the instances)
+            before augmentation (the training split only).
 
     Shape:
         item: ``(image (3, S, S), {"mask": (1, S, S) float 0/1, "depth": (1, S, S) float metres,
         "image_id": int})``; ``depth`` only when the split has depth maps.
     """
 
-    def __init__(self, root: str | Path, split: str, size: int = 512, train: bool = False):
+    def __init__(
+        self, root: str | Path, split: str, size: int = 512, train: bool = False, label_noise: LabelNoise | None = None
+    ):
         self.root, self.split, self.size, self.train = Path(root), split, size, train
+        self.label_noise = label_noise
         self.mask_dir = self.root / f"{split}_masks"
         self.depth_dir = self.root / f"{split}_depth"
         if not self.mask_dir.is_dir():
@@ -83,6 +89,8 @@ class DenseDataset(Dataset):
             depth = self._read_gray(self.depth_dir / f"{stem}.png", cv2.IMREAD_UNCHANGED).astype(np.float32) / 1000.0
         if mask.shape != image.shape[:2] or (depth is not None and depth.shape != image.shape[:2]):
             raise ValueError(f"dense item {stem}: image, mask and depth sizes differ; regenerate the dataset")
+        if self.label_noise is not None:
+            mask = self.label_noise.corrupt_dense(mask, self.ids[i])
         if self.train:
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
             image = self.photometric({"image": image}, rng)["image"]

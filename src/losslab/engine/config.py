@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from losslab.data.noise_spec import parse_label_noise
+
 __all__ = ["TrainConfig", "lr_factor", "resolve_device", "resolve_lr_steps"]
 
 
@@ -32,6 +34,8 @@ class TrainConfig:
         augment: instance-training augmentation: ``"ssd"`` (YOLACT's photometric, expand, crop,
             flip), ``"light"`` (photometric and flip: short from-scratch budgets learn faster)
             or ``"none"``.
+        label_noise: corruption of the training masks only (``losslab.data.noise_spec``), e.g.
+            ``"boundary(px=2) + drop(p=0.1)"``; drawn per (``seed``, image, instance); ``"none"``.
         optimizer: ``"sgd"`` (with momentum, the paper's optimiser) or ``"adamw"`` (converges far
             faster from a randomly initialised backbone; ``momentum`` is then unused).
         lr, momentum, weight_decay: optimiser settings.
@@ -67,6 +71,7 @@ class TrainConfig:
     max_iter: int = 500
     epochs: int = 0
     augment: str = "ssd"
+    label_noise: str = "none"
     optimizer: str = "sgd"
     lr: float = 1e-3
     momentum: float = 0.9
@@ -94,6 +99,10 @@ class TrainConfig:
             raise ValueError(f"train config: augment must be 'ssd', 'light' or 'none', got {self.augment!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"train config: optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        try:  # refused here, before any data is generated or read
+            parse_label_noise(self.label_noise)
+        except ValueError as exc:
+            raise ValueError(f"train config: label_noise: {exc}") from None
         positive = ("batch_size", "log_every", "fps_images")
         for name in positive:
             if getattr(self, name) < 1:

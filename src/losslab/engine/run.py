@@ -138,18 +138,23 @@ def dataset_root(cfg: TrainConfig, task: str, progress: bool = False) -> Path:
     return Path(broadcast_object(root))
 
 
-def build_split(root: Path, split: str, task: str, size: int, train: bool, augment: str = "ssd") -> tuple[Dataset, Any]:
+def build_split(
+    root: Path, split: str, task: str, size: int, train: bool, augment: str = "ssd", label_noise: Any = None
+) -> tuple[Dataset, Any]:
     """One split of a dataset folder at the model's input size, and its collate function."""
     from losslab.data import build_dataset, collate_instances
 
-    dataset = build_dataset(root, split, task, size, train, augment=augment)
+    dataset = build_dataset(root, split, task, size, train, augment=augment, label_noise=label_noise)
     return dataset, collate_instances if task == "instance" else None
 
 
 def build_datasets(cfg: TrainConfig, task: str, size: int, progress: bool = False) -> tuple[Dataset, Dataset, Any]:
     """The train and val splits of ``cfg.data`` at the model's input size, and the collate function."""
+    from losslab.data.noise import make_label_noise
+
     root = dataset_root(cfg, task, progress)
-    train_set, collate_fn = build_split(root, "train", task, size, True, cfg.augment)
+    noise = make_label_noise(cfg.label_noise, cfg.seed)  # the training split only: validation stays clean
+    train_set, collate_fn = build_split(root, "train", task, size, True, cfg.augment, label_noise=noise)
     val_set, _ = build_split(root, "val", task, size, False)
     return train_set, val_set, collate_fn
 

@@ -8,6 +8,9 @@ Grammar (whitespace is free)::
     value  := number | true | false | none | word | 'text' | "text"
 
 Examples: ``"bce"``, ``"0.5*mse + bce"``, ``"huber(delta=2) + 0.5*dice(squared=true)"``.
+
+Other specs of the same shape without weights (``label_noise``: ``"boundary(px=2) + drop(p=0.1)"``)
+reuse this parser through ``parse_spec(..., what=..., item=..., weights=False)``.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class SpecError(ValueError):
-    """A malformed loss spec; the message shows the spec with a caret under the error."""
+    """A malformed spec; the message shows the spec with a caret under the error.
 
-    def __init__(self, spec: str, pos: int, message: str):
+    ``what`` names the kind of spec in the message (``"loss spec"``, ``"label_noise spec"``).
+    """
+
+    def __init__(self, spec: str, pos: int, message: str, what: str = "loss spec"):
         self.spec = spec
         self.pos = pos
         caret = " " * pos + "^"
-        super().__init__(f"{message} at position {pos} of the loss spec:\n  {spec}\n  {caret}")
+        super().__init__(f"{message} at position {pos} of the {what}:\n  {spec}\n  {caret}")
 
 
 @dataclass
@@ -65,12 +71,13 @@ def _value(text: str) -> Any:
 
 
 class _Parser:
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, what: str = "loss spec", item: str = "loss", weights: bool = True):
         self.s = spec
         self.i = 0
+        self.what, self.item, self.weights = what, item, weights
 
     def error(self, message: str, pos: int | None = None) -> SpecError:
-        return SpecError(self.s, self.i if pos is None else pos, message)
+        return SpecError(self.s, self.i if pos is None else pos, message, self.what)
 
     def ws(self) -> None:
         while self.i < len(self.s) and self.s[self.i].isspace():
@@ -98,6 +105,8 @@ class _Parser:
         weight = 1.0
         self.ws()
         start = self.i  # after the blanks, so the caret points at the weight itself
+        if not self.weights and (self.peek() in ("-", "*") or _NUMBER.match(self.s, self.i)):
+            raise self.error(f"expected a {self.item} name; the terms of a {self.what} take no weight")
         if self.peek() == "-":
             raise self.error("weights must be positive; a loss cannot be subtracted")
         num = self.match(_NUMBER)
@@ -111,7 +120,7 @@ class _Parser:
         name = self.match(_NAME)
         if name is None:
             found = repr(self.s[self.i]) if self.i < len(self.s) else "the end"
-            raise self.error(f"expected a loss name, found {found}")
+            raise self.error(f"expected a {self.item} name, found {found}")
         params: dict[str, Any] = {}
         if self.peek() == "(":
             self.i += 1
@@ -133,6 +142,8 @@ class _Parser:
                     break
             self.expect(")")
         if self.peek() == "*":
+            if not self.weights:
+                raise self.error(f"the terms of a {self.what} take no weight")
             self.i += 1
             num = self.match(_NUMBER)
             if num is None:
@@ -165,7 +176,7 @@ class _Parser:
 
     def parse(self) -> list[Term]:
         if not self.s.strip():
-            raise SpecError(self.s, 0, "empty loss spec")
+            raise SpecError(self.s, 0, f"empty {self.what}", self.what)
         terms = [self.term()]
         while self.peek() == "+":
             self.i += 1
@@ -176,15 +187,21 @@ class _Parser:
         return terms
 
 
-def parse_spec(spec: str) -> list[Term]:
+def parse_spec(spec: str, *, what: str = "loss spec", item: str = "loss", weights: bool = True) -> list[Term]:
     """Parse a spec string into its terms.
+
+    Args:
+        spec: the text.
+        what: the kind of spec, for messages (``"loss spec"``, ``"label_noise spec"``).
+        item: what a term names, for messages (``"loss"``, ``"noise"``).
+        weights: whether terms may carry a weight (``0.5*mse``); without, every weight is 1.
 
     Raises:
         SpecError: (a ``ValueError``) naming the position of the first error.
     """
     if not isinstance(spec, str):
-        raise ValueError(f"a loss spec is a string, got {type(spec).__name__}")
-    return _Parser(spec).parse()
+        raise ValueError(f"a {what} is a string, got {type(spec).__name__}")
+    return _Parser(spec, what, item, weights).parse()
 
 
 def _fmt_value(v: Any) -> str:

@@ -348,6 +348,9 @@ def parse_study(data: Mapping[str, Any], where: str = "study", seeds: int | None
         for value in values.values():
             items.extend(value.items() if axis == VARIANTS else [(axis, value)])
     study.warnings = _check_losses(items, where)
+    from losslab.data.noise_spec import check_label_noise  # a typo in a noise level fails here, too
+
+    check_label_noise(items, where)
     return study
 
 
