@@ -29,15 +29,15 @@ import torch
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointError",
-    "clean_stale_temporaries",
-    "load_resumable",
-    "previous_of",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "capture_rng_state",
     "check_plain",
+    "clean_stale_temporaries",
     "load_checkpoint",
+    "load_resumable",
+    "previous_of",
     "restore_rng_state",
     "save_checkpoint",
 ]
