@@ -16,17 +16,14 @@ Targets come from the default collate, ``{"mask": (B, 1, S, S), "depth": (B, 1, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from losslab.config import apply_overrides
 from losslab.losses import HybridLoss, create_loss
-from losslab.models.registry import register_model
 
-__all__ = ["DenseModel", "DenseTargets", "HeadLoss", "dense_target", "mask_losses", "register_dense_preset"]
+__all__ = ["DenseModel", "DenseTargets", "HeadLoss", "dense_target", "mask_losses"]
 
 #: The default collate's batched dict, or one dict per image.
 DenseTargets = Mapping[str, Tensor] | Sequence[Mapping[str, Tensor]]
@@ -133,15 +130,3 @@ def mask_losses(head: HeadLoss, logits: Tensor, targets: DenseTargets, name: str
     out = {f"loss_{name}": head(logits, target)}
     out.update({f"{name}/{k}": v for k, v in head.terms(logits, target).items()})
     return out
-
-
-def register_dense_preset(name: str, base: Any, build: Callable[[Any], nn.Module], description: str) -> None:
-    """Register ``name`` (family and task ``"dense"``) as ``build(config)`` over a copy of ``base``
-    with checked overrides; ``builder.config(**overrides)`` gives the config without weights."""
-
-    def builder(**overrides: Any) -> nn.Module:
-        return build(apply_overrides(base, overrides, where=name))
-
-    builder.__name__ = name
-    builder.config = lambda **ov: apply_overrides(base, ov, where=name)  # type: ignore[attr-defined]
-    register_model(name, family="dense", task="dense", description=description)(builder)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, dense_target, mask_losses, register_dense_preset
+from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, dense_target, mask_losses
+from losslab.models.registry import register_model
 from losslab.models.unet import UNetDecoder, UNetEncoder
 
 __all__ = ["SEED_COMBINATIONS", "DepthMaskConfig", "DepthMaskNet"]
@@ -98,15 +99,19 @@ class DepthMaskNet(DenseModel):
         return out
 
 
-register_dense_preset(
+register_model(
     "depthmask",
     DepthMaskConfig(),
     DepthMaskNet,
-    "depth + mask: shared U-Net encoder (16 channels, depth 4), two decoders, 128 px",
+    family="dense",
+    task="dense",
+    description="depth + mask: shared U-Net encoder (16 channels, depth 4), two decoders, 128 px",
 )
-register_dense_preset(
+register_model(
     "depthmask_tiny",
     DepthMaskConfig(base_channels=8, depth=3, input_size=64),
     DepthMaskNet,
-    "depth + mask, tiny: shared U-Net encoder (8 channels, depth 3), two decoders, 64 px",
+    family="dense",
+    task="dense",
+    description="depth + mask, tiny: shared U-Net encoder (8 channels, depth 3), two decoders, 64 px",
 )

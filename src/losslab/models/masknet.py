@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, mask_losses, register_dense_preset
+from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, mask_losses
+from losslab.models.registry import register_model
 
 __all__ = ["MaskNet", "MaskNetConfig"]
 
@@ -95,9 +96,11 @@ class MaskNet(DenseModel):
         return mask_losses(self.mask_loss, outputs["mask"], targets)
 
 
-register_dense_preset(
+register_model(
     "masknet",
     MaskNetConfig(),
     MaskNet,
-    "MaskNet of seed 004: 59,745-parameter fully convolutional mask network, 128 px",
+    family="dense",
+    task="dense",
+    description="MaskNet of seed 004: 59,745-parameter fully convolutional mask network, 128 px",
 )

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, mask_losses, register_dense_preset
+from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, mask_losses
+from losslab.models.registry import register_model
 
 __all__ = ["UNet", "UNetConfig", "UNetDecoder", "UNetEncoder", "conv_block"]
 
@@ -149,7 +150,14 @@ class UNet(DenseModel):
         return mask_losses(self.mask_loss, outputs["mask"], targets)
 
 
-register_dense_preset(
-    "unet_tiny", UNetConfig(base_channels=8, depth=3), UNet, "U-Net, 8 base channels, depth 3, 128 px"
+register_model(
+    "unet_tiny",
+    UNetConfig(base_channels=8, depth=3),
+    UNet,
+    family="dense",
+    task="dense",
+    description="U-Net, 8 base channels, depth 3, 128 px",
 )
-register_dense_preset("unet", UNetConfig(), UNet, "U-Net, 32 base channels, depth 4, 128 px")
+register_model(
+    "unet", UNetConfig(), UNet, family="dense", task="dense", description="U-Net, 32 base channels, depth 4, 128 px"
+)
