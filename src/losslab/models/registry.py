@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, is_dataclass
 from typing import TYPE_CHECKING, Any
 
-from losslab.config import apply_overrides, suggest
+from losslab.config import apply_overrides, lookup
 
 if TYPE_CHECKING:  # the registry itself stays importable without torch (study specs read it)
     from torch import nn
@@ -122,12 +122,7 @@ def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
 def get_model_info(name: str) -> ModelInfo:
     """The ``ModelInfo`` of a preset; an unknown name raises with the closest names."""
     _ensure_loaded()
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}.{suggest(name, _MODELS)} Presets: {', '.join(sorted(_MODELS))}"
-        ) from None
+    return lookup(_MODELS, name, "model", f"Presets: {', '.join(sorted(_MODELS))}")
 
 
 def model_config(name: str, **overrides: Any) -> Any:
