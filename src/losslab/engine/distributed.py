@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 __all__ = [
     "DistInfo",
@@ -26,6 +27,7 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "resolve_device",
+    "wrap_ddp",
 ]
 
 
@@ -138,3 +140,11 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device(f"cuda:{local_rank}")
     return dev
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, find_unused: bool) -> nn.Module:
+    """``model`` inside DistributedDataParallel under torchrun, else ``model`` itself."""
+    if not is_distributed():
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)

@@ -29,6 +29,7 @@ __all__ = [
     "MetricsCSVHook",
     "ProgressHook",
     "SkippedStepsCSVHook",
+    "default_hooks",
 ]
 
 #: The trainer's events, in the order of one run.
@@ -241,3 +242,14 @@ class ProgressHook(HookBase):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def default_hooks(run_dir: Path | None, ckpt_every: int, progress: bool) -> list[HookBase]:
+    """``metrics.csv``, ``skipped_steps.csv`` and checkpoints in ``run_dir`` (if any), a progress bar."""
+    hooks: list[HookBase] = []
+    if run_dir is not None:
+        hooks += [MetricsCSVHook(run_dir / "metrics.csv"), SkippedStepsCSVHook(run_dir / "skipped_steps.csv")]
+        hooks.append(CheckpointHook(ckpt_every))
+    if progress:
+        hooks.append(ProgressHook())
+    return hooks

@@ -38,17 +38,10 @@ from losslab.engine.distributed import (
     broadcast_object,
     get_rank,
     get_world_size,
-    is_distributed,
     resolve_device,
+    wrap_ddp,
 )
-from losslab.engine.hooks import (
-    CallbackHook,
-    CheckpointHook,
-    HookBase,
-    MetricsCSVHook,
-    ProgressHook,
-    SkippedStepsCSVHook,
-)
+from losslab.engine.hooks import CallbackHook, HookBase, default_hooks
 from losslab.engine.sampler import ResumableSampler
 
 __all__ = ["NonFiniteLossError", "ResumableSampler", "Trainer", "build_optimizer", "seed_everything", "to_device"]
@@ -96,25 +89,6 @@ def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def _wrap_ddp(model: nn.Module, device: torch.device, find_unused: bool) -> nn.Module:
-    """``model`` inside DistributedDataParallel under torchrun, else ``model`` itself."""
-    if not is_distributed():
-        return model
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
-
-
-def _default_hooks(run_dir: Path | None, ckpt_every: int, progress: bool) -> list[HookBase]:
-    """``metrics.csv``, ``skipped_steps.csv`` and checkpoints in ``run_dir`` (if any), a progress bar."""
-    hooks: list[HookBase] = []
-    if run_dir is not None:
-        hooks += [MetricsCSVHook(run_dir / "metrics.csv"), SkippedStepsCSVHook(run_dir / "skipped_steps.csv")]
-        hooks.append(CheckpointHook(ckpt_every))
-    if progress:
-        hooks.append(ProgressHook())
-    return hooks
-
-
 class Trainer:
     """Trains ``model`` on ``dataset`` for ``max_iter`` steps (or ``epochs``) with hooks.
 
@@ -150,7 +124,7 @@ class Trainer:
         local_rank = self.rank % max(torch.cuda.device_count(), 1)
         self.device = torch.device(device) if device is not None else resolve_device(cfg.device, local_rank)
         self.model = model.to(self.device)
-        self.train_model = _wrap_ddp(self.model, self.device, cfg.ddp_find_unused)
+        self.train_model = wrap_ddp(self.model, self.device, cfg.ddp_find_unused)
         self.sampler = ResumableSampler(dataset, self.world_size, self.rank, seed=cfg.seed)
         self.batches_per_epoch = self.sampler.num_samples // cfg.batch_size
         if self.batches_per_epoch == 0:
@@ -159,16 +133,7 @@ class Trainer:
                 f"x {self.world_size} process(es); lower batch_size or add data"
             )
         self._loader_gen = torch.Generator()  # keeps the loader off the global RNG, which resume restores
-        self.loader = DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            sampler=self.sampler,
-            drop_last=True,
-            collate_fn=collate_fn,
-            num_workers=cfg.workers,
-            pin_memory=self.device.type == "cuda",
-            generator=self._loader_gen,
-        )
+        self.loader = self._build_loader(dataset, collate_fn)
         self.max_iter = cfg.epochs * self.batches_per_epoch if cfg.epochs > 0 else cfg.max_iter
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.params, cfg)
@@ -189,7 +154,20 @@ class Trainer:
         self.hooks: list[HookBase] = []
         if self.run_dir is not None and self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.register_hooks(_default_hooks(self.run_dir, cfg.ckpt_every, progress))
+        self.register_hooks(default_hooks(self.run_dir, cfg.ckpt_every, progress))
+
+    def _build_loader(self, dataset: Dataset, collate_fn: Callable[[list], Any] | None) -> DataLoader:
+        """Full batches in the resumable sampler's order; workers seeded from ``self._loader_gen``."""
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+            collate_fn=collate_fn,
+            num_workers=self.cfg.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=self._loader_gen,
+        )
 
     # -- hooks -----------------------------------------------------------------------------------
     def register_hooks(self, hooks: list[HookBase]) -> None:
