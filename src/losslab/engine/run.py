@@ -105,7 +105,8 @@ def run_experiment(config: Mapping[str, Any] | RunConfig, run_dir: str | Path, p
         "iterations", "skipped_steps"}`` plus, for the instance task, ``"pr"`` and ``"per_image"``
         (also written to ``run_dir/result.json``).
     """
-    run = config if isinstance(config, RunConfig) else resolve_run_config(config)
+    # a copy: fitting num_classes to the dataset must not change the caller's RunConfig
+    run = dataclasses.replace(config) if isinstance(config, RunConfig) else resolve_run_config(config)
     cfg = run.train
     device = resolve_device(cfg.device, init_distributed().local_rank)
     run_dir = Path(run_dir)
