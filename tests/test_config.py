@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from losslab.config import apply_overrides, config_to_dict, parse_kv, suggest
+from losslab.config import apply_overrides, config_to_dict, lookup, parse_kv, suggest
 
 
 @dataclass
@@ -61,3 +61,10 @@ def test_config_to_dict_is_plain():
     d = config_to_dict(Cfg())
     assert d["lr_steps"] == [0.5, 0.8]
     assert d["extra"] == {}
+
+
+def test_lookup_names_the_closest_entries():
+    table = {"yolact_tiny": 1, "unet": 2}
+    assert lookup(table, "unet", "model", "Presets: ...") == 2
+    with pytest.raises(ValueError, match=r"unknown model 'yolact_tin'\. Did you mean 'yolact_tiny'\? Presets: \.\.\."):
+        lookup(table, "yolact_tin", "model", "Presets: ...")

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["apply_overrides", "closest", "config_to_dict", "parse_kv", "suggest"]
+__all__ = ["apply_overrides", "closest", "config_to_dict", "lookup", "parse_kv", "suggest"]
 
 
 def closest(name: str, valid: Iterable[str], n: int = 3) -> list[str]:
@@ -29,6 +29,18 @@ def suggest(name: str, valid: Iterable[str]) -> str:
     """A ``" Did you mean 'x'?"`` sentence, or an empty string when nothing is close."""
     near = closest(name, valid)
     return f" Did you mean {' or '.join(repr(c) for c in near)}?" if near else ""
+
+
+def lookup(table: Mapping[str, T], name: str, what: str, listing: str) -> T:
+    """``table[name]``; an unknown name raises ``ValueError`` with the closest names, then ``listing``.
+
+    Example: ``lookup(_MODELS, "yolact_tin", "model", "Presets: ...")`` raises
+    ``unknown model 'yolact_tin'. Did you mean 'yolact_tiny'? Presets: ...``.
+    """
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown {what} {name!r}.{suggest(name, table)} {listing}") from None
 
 
 def parse_kv(items: Iterable[str]) -> dict[str, str]:

@@ -93,7 +93,7 @@ def test_the_same_masks_for_any_worker_count_and_order(synth_root):
 
 
 def test_the_run_corrupts_the_training_split_only(synth_root):
-    from losslab.engine.run import build_datasets
+    from losslab.engine.datasets import build_datasets
 
     cfg = TrainConfig(data=str(synth_root), label_noise="erode(px=2)", seed=3)
     train_set, val_set, _ = build_datasets(cfg, "instance", 64)

@@ -1,17 +1,26 @@
 """Tiny fake models and datasets that follow the model and data contracts of docs/architecture.md.
 
-They let the engine's tests run without the real YOLACT and data packages: a few hundred
-parameters, 16-pixel images, dropout and a random flip so that the random states matter.
+The models have a few hundred parameters, dropout, and a 16-pixel input; the in-memory datasets
+add a random flip so that the random states matter (the trainer's tests). For whole runs the
+models are registered as presets through the public ``register_model`` (``fake_presets``) and
+trained on tiny synthetic datasets written to a temporary folder (``write_datasets``), so a run
+goes through the real config seam, data readers, evaluation, pictures and FPS measurement.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
+
+from losslab.data.synth import SynthConfig, generate
+from losslab.models import register_model, unregister_model
 
 
 @dataclass
@@ -44,10 +53,10 @@ class FakeInstanceModel(nn.Module):
         feat = F.relu(self.conv(images))
         logits = self.head(self.drop(feat))[:, 0]
         if self.training:
-            union = torch.stack([t["masks"].amax(0).float() for t in targets])
+            union = torch.stack([t["masks"].bool().any(0).float() for t in targets])
             loss_mask = F.binary_cross_entropy_with_logits(logits, union)
             pooled = self.box(feat.mean(dim=(2, 3)))
-            gt = torch.stack([t["boxes"][0] / self.config.input_size for t in targets])
+            gt = torch.stack([_first_box(t["boxes"]) / self.config.input_size for t in targets])
             loss_box = F.smooth_l1_loss(pooled, gt)
             if any(int(t["image_id"]) in self.nan_ids for t in targets):
                 loss_mask = loss_mask * float("nan")
@@ -64,6 +73,11 @@ class FakeInstanceModel(nn.Module):
                 }
             )
         return out
+
+
+def _first_box(boxes: torch.Tensor) -> torch.Tensor:
+    """The first box of an image, zeros for an image without objects (augmentation can crop them all)."""
+    return boxes[0] if len(boxes) else torch.zeros(4)
 
 
 class FakeDenseModel(nn.Module):
@@ -149,55 +163,27 @@ def collate(batch):
     return torch.stack(images), list(targets)
 
 
-def _builder(cls, name):
-    from losslab.config import apply_overrides
-
-    def build(**overrides):
-        return cls(apply_overrides(FakeConfig(), overrides, where=name))
-
-    return build
+#: The fake presets: name -> (model class, task).
+FAKE_PRESETS = {"fake_instance": (FakeInstanceModel, "instance"), "fake_dense": (FakeDenseModel, "dense")}
 
 
-FPS_STUB = {"fps": 123.0, "ms_median": 8.13, "size": 16, "device": "cpu", "threads": 1}
-
-
-def install_fakes(monkeypatch, root, n_train: int = 12, n_val: int = 4, stub_eval: bool = True) -> None:
-    """Register the presets ``fake_instance`` and ``fake_dense`` (undone after the test) and route
-    the run's data to the fake datasets and its FPS measurement to a stub.
-
-    ``stub_eval``: replace the instance evaluation (COCO AP needs a json of the fake data) by a
-    fixed-shape result; the dense evaluation stays the real ``DenseEvaluator``.
-    """
-    from losslab.engine import run
-    from losslab.models import registry
-
+@contextmanager
+def fake_presets() -> Iterator[None]:
+    """``fake_instance`` and ``fake_dense`` registered as presets (``FakeConfig`` their config),
+    removed again afterwards."""
+    for name, (cls, task) in FAKE_PRESETS.items():
+        register_model(name, FakeConfig(), cls, family="fake", task=task, description="test double")
     try:
-        registry._ensure_loaded()
-    except Exception:  # another family is broken mid-work: the fakes do not need it
-        import sys
-        import types
+        yield
+    finally:
+        for name in FAKE_PRESETS:
+            unregister_model(name)
 
-        monkeypatch.setitem(sys.modules, "losslab.models._presets", types.ModuleType("losslab.models._presets"))
-    for name, cls, task in (("fake_instance", FakeInstanceModel, "instance"), ("fake_dense", FakeDenseModel, "dense")):
-        info = registry.ModelInfo(name, "fake", task, "test double", _builder(cls, name))
-        monkeypatch.setitem(registry._MODELS, name, info)
 
-    def build_split(root_, split, task, size, train, augment="ssd", label_noise=None):
-        n = n_train if split == "train" else n_val
-        if task == "instance":
-            return FakeInstances(n, size, flip=train), collate
-        return FakeDense(n, size), None
-
-    monkeypatch.setattr(run, "dataset_root", lambda cfg, task, progress=False: root)
-    monkeypatch.setattr(run, "build_split", build_split)
-    monkeypatch.setattr(run, "measure_model_fps", lambda model, size, device, n, images=None: dict(FPS_STUB, size=size))
-    if stub_eval:
-        real = run.evaluate_model
-
-        def evaluate_model(model, dataset, task, *args, **kwargs):
-            if task != "instance":
-                return real(model, dataset, task, *args, **kwargs)
-            metrics = {k: 50.0 for k in ("AP", *(f"AP{t}" for t in range(50, 100, 5)))}
-            return {"segm": dict(metrics), "bbox": dict(metrics), "boundary": dict(metrics)}
-
-        monkeypatch.setattr(run, "evaluate_model", evaluate_model)
+def write_datasets(root: Path, n_train: int = 12, n_val: int = 4) -> dict[str, str]:
+    """Tiny synthetic datasets in ``root`` (two classes, 32 px) for each task: ``{task: folder}``."""
+    out = {}
+    for task in ("instance", "dense"):
+        cfg = SynthConfig(train=n_train, val=n_val, size=32, seed=0, task=task, categories=2)
+        out[task] = str(generate(root / task, cfg, workers=1, progress=False))
+    return out

@@ -14,7 +14,7 @@ from faster_coco_eval.core.mask import rleToBoundary
 from pycocotools.cocoeval import COCOeval
 from scipy import ndimage
 
-from losslab.engine.boundary import boundary_iou_counts, boundary_width, mask_boundary
+from losslab.engine.boundary_iou import boundary_iou_counts, boundary_width, mask_boundary
 from losslab.engine.evaluate import METRIC_KEYS, evaluate_coco
 from tests.engine._coco_cases import pycocotools_eval, pycocotools_metrics, random_blob, random_case, rle_of
 

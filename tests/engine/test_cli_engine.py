@@ -1,4 +1,5 @@
-"""`losslab train / eval / predict / fps` through typer's CliRunner, on the fake models."""
+"""`losslab train / eval / predict / fps` through typer's CliRunner, on the fake presets and tiny
+synthetic datasets."""
 
 from __future__ import annotations
 
@@ -10,17 +11,20 @@ import pytest
 from typer.testing import CliRunner
 
 from losslab.cli import app
-from tests.engine._engine_fakes import FPS_STUB, install_fakes
 
 runner = CliRunner()
-TRAIN = ["model=fake_instance", "batch_size=4", "max_iter=3", "device=cpu", "num_samples=2", "--no-progress"]
+TRAIN = [
+    *("model=fake_instance", "batch_size=4", "max_iter=3", "device=cpu", "num_samples=2", "fps_images=2"),
+    "--no-progress",
+]
+FPS_KEYS = {"fps", "ms_median", "size", "device", "threads"}
 
 
 @pytest.fixture
-def trained(monkeypatch, tmp_path):
-    install_fakes(monkeypatch, tmp_path / "data")
+def trained(fake_models, fake_data, tmp_path):
     out = tmp_path / "run"
-    res = runner.invoke(app, ["train", *TRAIN, "mask_loss=0.5*mse + bce", "--out", str(out)])
+    data = f"data={fake_data['instance']}"
+    res = runner.invoke(app, ["train", *TRAIN, data, "mask_loss=0.5*mse + bce", "--out", str(out)])
     assert res.exit_code == 0, res.output
     return out
 
@@ -40,16 +44,16 @@ def test_train_refuses_an_existing_run_without_resume(trained):
     assert json.loads((trained / "result.json").read_text())["iterations"] == 5
 
 
-def test_train_rejects_unknown_keys_with_a_suggestion(monkeypatch, tmp_path):
-    install_fakes(monkeypatch, tmp_path / "data")
+def test_train_rejects_unknown_keys_with_a_suggestion(fake_models, tmp_path):
     res = runner.invoke(app, ["train", "model=fake_dense", "batch_sise=2", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "batch_size" in res.output
 
 
-def test_train_reads_a_yaml_config(monkeypatch, tmp_path):
-    install_fakes(monkeypatch, tmp_path / "data")
+def test_train_reads_a_yaml_config(fake_models, fake_data, tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("model: fake_dense\nbatch_size: 4\nmax_iter: 2\ndevice: cpu\nnum_samples: 1\n")
+    cfg.write_text(
+        f"model: fake_dense\nbatch_size: 4\nmax_iter: 2\ndevice: cpu\nnum_samples: 1\ndata: {fake_data['dense']}\n"
+    )
     res = runner.invoke(
         app, ["train", "--config", str(cfg), "max_iter=3", "--no-progress", "--out", str(tmp_path / "y")]
     )
@@ -58,10 +62,10 @@ def test_train_reads_a_yaml_config(monkeypatch, tmp_path):
     assert "IoU" in res.output
 
 
-def test_eval_prints_the_paper_row_and_writes_eval_json(trained, tmp_path):
+def test_eval_prints_the_paper_row_and_writes_eval_json(trained, fake_data, tmp_path):
     out = tmp_path / "e.json"
     res = runner.invoke(
-        app, ["eval", str(trained / "checkpoints" / "last.pt"), "--data", "synthetic", "--out", str(out)]
+        app, ["eval", str(trained / "checkpoints" / "last.pt"), "--data", fake_data["instance"], "--out", str(out)]
     )
     assert res.exit_code == 0, res.output
     assert "AP95" in res.output and "mask" in res.output and "box" in res.output
@@ -95,10 +99,11 @@ def test_predict_writes_full_size_overlays(trained, tmp_path):
 
 
 def test_fps_json_for_a_checkpoint_and_a_preset(trained):
-    res = runner.invoke(app, ["fps", str(trained / "checkpoints" / "last.pt"), "--json"])
+    res = runner.invoke(app, ["fps", str(trained / "checkpoints" / "last.pt"), "--json", "--images", "2"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output) == dict(FPS_STUB, size=16)
-    res = runner.invoke(app, ["fps", "fake_dense", "--size", "32", "--json"])
+    out = json.loads(res.output)
+    assert set(out) == FPS_KEYS and out["size"] == 16 and out["fps"] > 0
+    res = runner.invoke(app, ["fps", "fake_dense", "--size", "32", "--json", "--images", "2"])
     assert json.loads(res.output)["size"] == 32
 
 

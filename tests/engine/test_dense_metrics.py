@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from losslab.engine.boundary import boundary_iou_counts
+from losslab.engine.boundary_iou import boundary_iou_counts
 from losslab.engine.dense_metrics import DenseEvaluator
 
 BIG = 20.0  # a logit whose sigmoid is 1 for all practical purposes

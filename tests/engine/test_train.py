@@ -249,3 +249,32 @@ def test_adamw_optimizer_is_chosen_by_name_and_unknown_names_are_refused():
     assert any(not torch.equal(a, p) for a, p in zip(before, trainer.params, strict=True))
     with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adamw'"):
         TrainConfig(optimizer="adam")
+
+
+def test_skipped_steps_reach_the_hooks_and_every_hook_is_closed_on_failure():
+    model = FakeInstanceModel(nan_ids=tuple(range(1, 13)))
+    trainer = _trainer(_cfg(max_iter=10, max_bad_steps=1), model=model)
+    skips, closed = [], []
+
+    class Watch(HookBase):
+        def after_skip(self, t):
+            skips.append(dict(t.last_skip))
+
+        def close(self):
+            closed.append(True)
+
+    trainer.register_hooks([Watch()])
+    with pytest.raises(NonFiniteLossError):
+        trainer.train()
+    assert [s["iteration"] for s in skips] == [1, 2] and closed == [True]
+    assert len(skips[0]["image_ids"]) == 4 and not math.isfinite(skips[0]["terms"]["loss_mask"])
+
+
+def test_build_optimizer_follows_the_config():
+    from losslab.engine.train import build_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    sgd = build_optimizer(params, _cfg(momentum=0.8, weight_decay=1e-3))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.8
+    assert sgd.defaults["weight_decay"] == 1e-3 and sgd.defaults["lr"] == 0.05
+    assert isinstance(build_optimizer(params, _cfg(optimizer="adamw")), torch.optim.AdamW)

@@ -14,7 +14,8 @@ from scipy.ndimage import distance_transform_edt
 from torchvision.ops import sigmoid_focal_loss
 
 from losslab.losses import LossEquivalenceWarning, create_loss
-from losslab.losses.pixel import log_cosh, unet_border_weights
+from losslab.losses._functional import log_cosh
+from losslab.losses.pixel import unet_border_weights
 
 CASES = [(soft, valid) for soft in (False, True) for valid in (False, True)]
 CASE_IDS = [f"{'soft' if s else 'binary'}-{'valid' if v else 'all'}" for s, v in CASES]

@@ -9,7 +9,7 @@ import torchvision
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
 
 from losslab.losses import create_loss
-from losslab.models import create_model, get_model_info
+from losslab.models import create_model, get_model_info, model_config
 from losslab.models.maskrcnn import BACKBONES, PassThroughTransform, roi_mask_loss, roi_mask_targets
 from tests._fit import below, check, fall, precision
 
@@ -222,7 +222,7 @@ def test_presets_and_config():
     assert model.task == "instance" and model.config.mask_loss == "dice" and model.config.num_classes == 1
     assert not model.config.pretrained_backbone
     assert sum(p.numel() for p in model.parameters()) == 12_385_691
-    assert get_model_info("maskrcnn_tiny").builder.config(input_size=SIZE, mask_loss="dice") == model.config
+    assert model_config("maskrcnn_tiny", input_size=SIZE, mask_loss="dice") == model.config
 
 
 @pytest.mark.slow

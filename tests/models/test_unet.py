@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from losslab.models import create_model, get_model_info, list_models
+from losslab.models import create_model, get_model_info, list_models, model_config
 from losslab.models.unet import UNetEncoder
 from tests._fit import above, below, check, fall, precision
 from tests.models._dense_cases import as_list, iou, n_params, overfit, two_images
@@ -98,6 +98,6 @@ def test_overfits_two_tiny_images():
 
 @pytest.mark.parametrize("name", ["masknet", "unet_tiny", "unet", "depthmask_tiny", "depthmask"])
 def test_preset_config_is_available_without_building_weights(name):
-    config = get_model_info(name).builder.config(mask_loss="dice", input_size=96)
+    config = model_config(name, mask_loss="dice", input_size=96)
     assert (config.mask_loss, config.input_size) == ("dice", 96)
     assert create_model(name, mask_loss="dice", input_size=96).config == config

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from losslab.config import config_to_dict
-from losslab.models import create_model, get_model_info, list_models
+from losslab.models import create_model, get_model_info, list_models, model_config
 from losslab.models.yolact import Yolact, YolactConfig, count_parameters
-from losslab.models.yolact.presets import preset_config
 
 
 @pytest.fixture(autouse=True)
@@ -121,7 +120,7 @@ def test_overrides_apply_and_unknown_keys_are_rejected():
     with pytest.raises(ValueError, match="Did you mean 'mask_loss'"):
         create_model("yolact_tiny", mask_los="dice")
     with pytest.raises(ValueError, match="backbone"):
-        preset_config("yolact_tiny", backbone="resnet15")
+        model_config("yolact_tiny", backbone="resnet15")
     with pytest.raises(ValueError, match="unknown loss"):
         create_model("yolact_tiny", mask_loss="dicee")
     with pytest.raises(ValueError, match="neg_iou"):
@@ -129,10 +128,10 @@ def test_overrides_apply_and_unknown_keys_are_rejected():
 
 
 def test_resolved_config_round_trips_through_a_dict():
-    cfg = preset_config("yolact_plus_base", input_size="320")
+    cfg = model_config("yolact_plus_base", input_size="320")
     data = config_to_dict(cfg)
     assert data["dcn_stages"] == [2, 3, 4] and data["scales_per_level"] == 3 and data["input_size"] == 320
-    assert preset_config("yolact_plus_base", **data) == cfg
+    assert model_config("yolact_plus_base", **data) == cfg
 
 
 def test_training_needs_targets_and_checks_them():
@@ -177,7 +176,7 @@ def test_amp_outputs_stay_close_to_fp32():
     model = create_model("yolact_tiny", input_size=64, num_classes=2).eval()
     images, _ = _batch(64)
     ref = model.raw_outputs(images)
-    amp = Yolact(preset_config("yolact_tiny", input_size=64, num_classes=2, amp=True)).eval()
+    amp = Yolact(model_config("yolact_tiny", input_size=64, num_classes=2, amp=True)).eval()
     amp.load_state_dict(model.state_dict())
     out = amp.raw_outputs(images)
     assert torch.allclose(out.coef, ref.coef, atol=0.1)
@@ -200,7 +199,7 @@ def test_fuse_for_inference_keeps_the_outputs():
     with pytest.raises(ValueError, match="fused"):
         model.train()
     # With amp the weights are stored in bfloat16; outputs stay float32 and close.
-    amp = Yolact(preset_config("yolact_tiny", input_size=64, num_classes=2, dcn_stages=(4,), amp=True))
+    amp = Yolact(model_config("yolact_tiny", input_size=64, num_classes=2, dcn_stages=(4,), amp=True))
     amp.load_state_dict(model_state)
     with torch.no_grad():
         out = amp.fuse_for_inference().raw_outputs(images)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from studyfake import fake_run
 
-from losslab.study.runner import run_dir_of, run_study, study_lock
+from losslab.study.runner import pregenerate_synthetic, run_dir_of, run_study, study_lock
 from losslab.study.spec import parse_study
 from losslab.study.store import StudyStore
 
@@ -86,3 +86,18 @@ def test_a_folder_holds_one_study(tmp_path, tiny_spec):
     run_study(parse_study(tiny_spec), out, run_fn=fake_run, progress=False)
     with pytest.raises(ValueError, match="holds study 'tiny'"):
         run_study(parse_study({**tiny_spec, "name": "other"}), out, run_fn=fake_run, progress=False)
+
+
+def test_pregenerate_synthetic_makes_each_dataset_once(tmp_path, tiny_spec, monkeypatch):
+    from losslab.data import synth
+
+    calls = []
+    real = synth.generate
+    monkeypatch.setattr(synth, "generate", lambda *a, **kw: calls.append(a[1]) or real(*a, **kw))
+    tiny_spec["dataset"] = {"synthetic": {"train": 2, "val": 1, "size": 32, "seed": 0}}
+    tiny_spec["config"] = {"max_iter": 3, "cache_dir": str(tmp_path / "cache")}
+    runs = parse_study(tiny_spec).runs()  # 2 losses x 2 seeds over one dataset
+    pregenerate_synthetic(runs)
+    pregenerate_synthetic(runs)  # cached: nothing generated again
+    assert [(c.train, c.val, c.size, c.task) for c in calls] == [(2, 1, 32, "instance")]
+    assert len(list((tmp_path / "cache").glob("synth-instance-32px-2+1-seed0-*"))) == 1

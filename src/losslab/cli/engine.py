@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-_PAPER_COLUMNS = ["AP", *(f"AP{t}" for t in range(50, 100, 5))]
+from losslab.engine.metric_keys import PAPER_COLUMNS
 
 
 def _fail(message: str) -> None:
@@ -28,20 +28,6 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
-    """Overrides on a flat config, or into the right section of a nested ``{"train", "model"}`` one."""
-    if not isinstance(base.get("model"), dict):
-        return {**base, **overrides}
-    from losslab.engine.config import TrainConfig
-
-    train, model = dict(base.get("train") or {}), dict(base["model"])
-    for key, value in overrides.items():
-        (train if key in TrainConfig.field_names() else model)[key] = value
-    if "model" in overrides:  # a new preset: the old model section belongs to the old one
-        model = {}
-    return {"train": train, "model": model}
-
-
 def _paper_table(metrics: dict[str, dict[str, float]], title: str) -> Any:
     """The paper's row per IoU type (all, AP50 ... AP95) or, for dense models, every metric."""
     from rich.table import Table
@@ -50,11 +36,11 @@ def _paper_table(metrics: dict[str, dict[str, float]], title: str) -> Any:
     instance = any(k in metrics for k in ("segm", "bbox", "boundary"))
     if instance:
         table.add_column("")
-        for col in _PAPER_COLUMNS:
+        for col in PAPER_COLUMNS:
             table.add_column("all" if col == "AP" else col, justify="right")
         for iou_type, label in (("segm", "mask"), ("bbox", "box"), ("boundary", "boundary")):
             if iou_type in metrics:
-                table.add_row(label, *(f"{metrics[iou_type].get(c, float('nan')):.2f}" for c in _PAPER_COLUMNS))
+                table.add_row(label, *(f"{metrics[iou_type].get(c, float('nan')):.2f}" for c in PAPER_COLUMNS))
         return table
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -90,6 +76,7 @@ def train(
     Under torchrun every process runs this command; rank 0 logs and writes.
     """
     from losslab.config import parse_kv
+    from losslab.engine.config import resolve_run_config
     from losslab.engine.run import run_experiment
 
     try:
@@ -108,7 +95,7 @@ def train(
     if resume and not config and (out / "config.yaml").is_file():
         base = _load_yaml(out / "config.yaml")
     try:
-        result = run_experiment(_merge(base, kv), out, progress=progress)
+        result = run_experiment(resolve_run_config(base, kv), out, progress=progress)
     except ValueError as exc:
         _fail(str(exc))
     from losslab.engine.distributed import is_main_process
@@ -135,19 +122,12 @@ def evaluate(
     The model is rebuilt from the config stored in the checkpoint. Instance models get COCO mask,
     box and boundary AP; dense models IoU, Dice, Boundary IoU (and depth errors).
     """
-    from dataclasses import replace
-
-    from losslab.engine import run
     from losslab.engine.checkpoint import atomic_write_json
-    from losslab.engine.config import TrainConfig, resolve_device
+    from losslab.engine.distributed import resolve_device
+    from losslab.engine.inference import evaluate_checkpoint
 
     try:
-        dev = resolve_device(device)
-        model, state = run.model_from_checkpoint(checkpoint, dev)
-        train_cfg = TrainConfig(**{k: v for k, v in state["config"]["train"].items() if k in TrainConfig.field_names()})
-        root = run.dataset_root(replace(train_cfg, data=data), model.task)
-        dataset, collate_fn = run.build_split(root, split, model.task, int(model.config.input_size), False)
-        metrics = run.evaluate_model(model, dataset, model.task, dev, batch_size, collate_fn)
+        metrics = evaluate_checkpoint(checkpoint, data, split, resolve_device(device), batch_size)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     out = out or checkpoint.parent / "eval.json"
@@ -164,35 +144,14 @@ def predict(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Draw the model's predictions over images: masks, boxes, classes and scores, at full size."""
-    import cv2
-    import torch
-
-    from losslab.engine.config import resolve_device
-    from losslab.engine.overlay import denormalize, draw_dense, draw_instances, letterbox, to_original, write_png
-    from losslab.engine.run import model_from_checkpoint
-    from losslab.engine.train import to_device
+    from losslab.engine.distributed import resolve_device
+    from losslab.engine.inference import predict_files
 
     try:
-        dev = resolve_device(device)
-        model, state = model_from_checkpoint(checkpoint, dev)
+        for written in predict_files(checkpoint, images, out, score_threshold, resolve_device(device)):
+            typer.echo(str(written))
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    names = list(state["config"].get("classes") or [])
-    size = int(model.config.input_size)
-    for path in images:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            _fail(f"cannot read the image {path} (missing, or not an image OpenCV knows)")
-        x, scale = letterbox(bgr, size)
-        with torch.no_grad():
-            pred = model(x[None].to(dev))
-        picture = denormalize(x)
-        if isinstance(pred, dict):
-            picture = draw_dense(picture, pred["mask"][0])
-        else:
-            picture = draw_instances(picture, to_device(pred[0], torch.device("cpu")), names, score_threshold)
-        written = write_png(out / f"{path.stem}.png", to_original(picture, bgr.shape[:2], scale))
-        typer.echo(str(written))
 
 
 def fps(
@@ -213,8 +172,9 @@ def fps(
     """Inference speed as YOLACT measures it: batch 1, warm-up excluded, median over many images,
     forward + NMS + mask assembly included, data loading excluded."""
     from losslab.config import parse_kv
-    from losslab.engine.config import resolve_device
-    from losslab.engine.run import measure_model_fps, model_from_checkpoint
+    from losslab.engine.distributed import resolve_device
+    from losslab.engine.fps import measure_fps
+    from losslab.engine.inference import model_from_checkpoint
     from losslab.models import create_model
 
     def load(overrides: dict) -> Any:
@@ -230,7 +190,7 @@ def fps(
             if not hasattr(model, "fuse_for_inference"):
                 raise ValueError(f"--fast: {checkpoint_or_preset} has no fast inference path (YOLACT presets do)")
             model = load({**extra, "channels_last": True, "amp": True}).fuse_for_inference()
-        result = measure_model_fps(model, int(size or model.config.input_size), dev, images)
+        result = measure_fps(model, int(size or model.config.input_size), dev, n=images)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     if as_json:

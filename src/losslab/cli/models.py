@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,16 +13,6 @@ models_app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-
-
-def _resolved_config(name: str, overrides: dict[str, Any]) -> Any:
-    """A preset's config without building the network when the builder can give it directly."""
-    from losslab.models import create_model, get_model_info
-
-    builder = get_model_info(name).builder
-    if callable(getattr(builder, "config", None)):
-        return builder.config(**overrides)
-    return create_model(name, **overrides).config
 
 
 @models_app.command("list")
@@ -44,16 +32,8 @@ def list_cmd(
         table.add_column(col, style="bold cyan" if col == "name" else None, no_wrap=col == "name")
     for name in names:
         info = get_model_info(name)
-        size, count = "-", "-"
-        if params:
-            model = create_model(name)
-            count = f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}"
-            size = str(getattr(model.config, "input_size", "-"))
-        else:
-            try:
-                size = str(getattr(_resolved_config(name, {}), "input_size", "-"))
-            except Exception:  # a family without a cheap config: leave the column empty
-                size = "-"
+        size = str(getattr(info.config(), "input_size", "-"))
+        count = f"{sum(p.numel() for p in create_model(name).parameters()) / 1e6:.2f}" if params else "-"
         table.add_row(name, info.family, info.task, size, count, info.description)
     Console().print(table)
 
@@ -68,12 +48,12 @@ def show_cmd(
     import yaml
 
     from losslab.config import config_to_dict, parse_kv
-    from losslab.models import create_model, get_model_info
+    from losslab.models import create_model, get_model_info, model_config
 
     try:
         info = get_model_info(name)
         kv = parse_kv(overrides or [])
-        cfg = _resolved_config(name, kv)
+        cfg = model_config(name, **kv)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"# {name}: {info.description} (family {info.family}, task {info.task})")

@@ -18,11 +18,9 @@ from torch.utils.data import Dataset
 
 from losslab.data.coco import read_image
 from losslab.data.noise import LabelNoise
-from losslab.data.transforms import MEAN, STD, PhotometricDistort, letterbox_array
+from losslab.data.transforms import PhotometricDistort, letterbox_array, letterbox_image
 
 __all__ = ["DenseDataset"]
-
-_FILL = np.array(MEAN, np.float32) * 255
 
 
 class DenseDataset(Dataset):
@@ -97,11 +95,10 @@ class DenseDataset(Dataset):
             if rng.random() < 0.5:
                 image, mask = image[:, ::-1], mask[:, ::-1]
                 depth = depth[:, ::-1] if depth is not None else None
-        image, _ = letterbox_array(np.ascontiguousarray(image), self.size, cv2.INTER_LINEAR, _FILL)
+        pixels, _ = letterbox_image(image, self.size)
         mask, _ = letterbox_array(np.ascontiguousarray(mask), self.size, cv2.INTER_NEAREST, 0.0)
-        img = (image / 255.0 - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
         target: dict = {"mask": torch.from_numpy(mask[None].copy()), "image_id": self.ids[i]}
         if depth is not None:
             depth, _ = letterbox_array(np.ascontiguousarray(depth), self.size, cv2.INTER_NEAREST, 0.0)
             target["depth"] = torch.from_numpy(depth[None].copy())
-        return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)), target
+        return pixels, target

@@ -28,7 +28,11 @@ __all__ = [
     "ToTensor",
     "build_transforms",
     "denormalize",
+    "letterbox_array",
+    "letterbox_extent",
+    "letterbox_image",
     "masks_to_boxes",
+    "normalize",
 ]
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet, RGB
@@ -200,6 +204,19 @@ class RandomFlip:
         return sample
 
 
+def letterbox_extent(orig_size: Sequence[int], scale: float, canvas: Sequence[int] | None = None) -> tuple[int, int]:
+    """``(h_in, w_in)``: the part of a letterboxed input that holds the image (the rest is padding).
+
+    The one rounding of the resized size that training, evaluation and prediction share: an
+    ``(h, w)`` image resized by ``scale`` covers ``max(1, round(h * scale))`` rows, clipped to the
+    ``canvas`` ``(H, W)`` when given.
+    """
+    h_in, w_in = max(1, round(int(orig_size[0]) * scale)), max(1, round(int(orig_size[1]) * scale))
+    if canvas is not None:
+        h_in, w_in = min(h_in, int(canvas[0])), min(w_in, int(canvas[1]))
+    return h_in, w_in
+
+
 def letterbox_array(
     arr: np.ndarray, size: int, interp: int, fill: float | np.ndarray = 0.0
 ) -> tuple[np.ndarray, float]:
@@ -210,11 +227,22 @@ def letterbox_array(
     """
     h, w = arr.shape[:2]
     scale = size / max(h, w)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    nh, nw = letterbox_extent((h, w), scale)
     out = np.empty((size, size, *arr.shape[2:]), arr.dtype)
     out[:] = fill
     out[:nh, :nw] = cv2.resize(arr, (nw, nh), interpolation=interp).reshape(nh, nw, *arr.shape[2:])
     return out, scale
+
+
+def letterbox_image(image: np.ndarray, size: int) -> tuple[torch.Tensor, float]:
+    """An RGB image in [0, 255] as the model sees it: letterboxed to ``size`` (padding that
+    normalises to 0), ImageNet-normalised; and the scale. What evaluation and prediction feed.
+
+    Shape:
+        ``(H, W, 3)`` float -> ``(3, size, size)`` float32 tensor.
+    """
+    boxed, scale = letterbox_array(np.ascontiguousarray(image, dtype=np.float32), size, cv2.INTER_LINEAR, _FILL)
+    return normalize(boxed), scale
 
 
 class Letterbox:
@@ -226,7 +254,7 @@ class Letterbox:
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         h, w = sample["image"].shape[:2]
         sample["image"], scale = letterbox_array(sample["image"], self.size, cv2.INTER_LINEAR, _FILL)
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        nh, nw = letterbox_extent((h, w), scale)
         masks = np.zeros((len(sample["masks"]), self.size, self.size), np.uint8)
         masks[:, :nh, :nw] = _resize_masks(sample["masks"], nw, nh)
         sample["masks"] = masks
@@ -234,12 +262,21 @@ class Letterbox:
         return sync_boxes(sample)
 
 
+def normalize(image: np.ndarray) -> torch.Tensor:
+    """An RGB image in [0, 255] as the model's input: ImageNet mean/std normalised, channels first.
+
+    Shape:
+        ``(H, W, 3)`` float -> ``(3, H, W)`` float32 tensor.
+    """
+    img = (image / 255.0 - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32))
+
+
 class ToTensor:
     """Normalise with ImageNet mean/std and convert every array to a torch tensor."""
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        img = (sample["image"] / 255.0 - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
-        sample["image"] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32))
+        sample["image"] = normalize(sample["image"])
         sample["masks"] = torch.from_numpy(np.ascontiguousarray(sample["masks"], dtype=np.uint8))
         sample["boxes"] = torch.from_numpy(np.asarray(sample["boxes"], np.float32).reshape(-1, 4))
         sample["labels"] = torch.from_numpy(np.asarray(sample["labels"], np.int64))

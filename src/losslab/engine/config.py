@@ -1,20 +1,38 @@
-"""``TrainConfig``: every setting of one training run that is not a model setting.
+"""A run's configuration: ``TrainConfig`` (every setting that is not a model setting) and the one
+seam that turns a flat run config into a trainer config plus a model config (``resolve_run_config``).
 
 The defaults follow YOLACT's training recipe (Bolya et al. 2019, ``yolact/data/config.py``):
 SGD with momentum 0.9 and weight decay 5e-4, learning rate 1e-3, a linear warm-up from a tenth of
 it, and step decay by 0.1 at 35 %, 75 %, 87.5 % and 93.75 % of training (280k, 600k, 700k, 750k of
 800k iterations). Iteration counts are small by default so that a run fits a 2-core CPU.
+
+Adding a trainer key is a change in one place: a ``TrainConfig`` field (with its line under
+``Attributes``) and, if its values need one, a check in ``__post_init__``. The CLI, the study spec,
+``config.yaml`` and checkpoints all go through ``resolve_run_config`` and pick it up from there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
-import torch
+from losslab.config import apply_overrides, config_to_dict, suggest
+from losslab.models.registry import get_model_info
 
-from losslab.data.noise_spec import parse_label_noise
+__all__ = [
+    "SYNTH_KEYS",
+    "RunConfig",
+    "TrainConfig",
+    "lr_factor",
+    "resolve_lr_steps",
+    "resolve_run_config",
+    "synthetic_args",
+]
 
-__all__ = ["TrainConfig", "lr_factor", "resolve_device", "resolve_lr_steps"]
+#: The synthetic generator's arguments (``losslab.data.ensure_synthetic``) and the trainer keys
+#: that carry them.
+SYNTH_KEYS = {"train": "synth_train", "val": "synth_val", "size": "synth_size", "seed": "synth_seed"}
 
 
 @dataclass
@@ -99,10 +117,6 @@ class TrainConfig:
             raise ValueError(f"train config: augment must be 'ssd', 'light' or 'none', got {self.augment!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"train config: optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
-        try:  # refused here, before any data is generated or read
-            parse_label_noise(self.label_noise)
-        except ValueError as exc:
-            raise ValueError(f"train config: label_noise: {exc}") from None
         positive = ("batch_size", "log_every", "fps_images")
         for name in positive:
             if getattr(self, name) < 1:
@@ -120,6 +134,17 @@ class TrainConfig:
         if any(s <= 0 for s in self.lr_steps):
             raise ValueError(f"train config: lr_steps must be positive, got {list(self.lr_steps)}")
         self.lr_steps = tuple(float(s) for s in self.lr_steps)
+        self._check_label_noise()
+
+    def _check_label_noise(self) -> None:
+        # Imported here: the spec grammar lives with the losses (torch), and this module stays
+        # importable without torch for the study CLI.
+        from losslab.data.noise_spec import parse_label_noise
+
+        try:  # refused here, before any data is generated or read
+            parse_label_noise(self.label_noise)
+        except ValueError as exc:
+            raise ValueError(f"train config: label_noise: {exc}") from None
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -127,20 +152,82 @@ class TrainConfig:
         return [f.name for f in fields(cls)]
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` becomes ``cuda:<local_rank>`` when CUDA is available, else ``cpu``.
+def synthetic_args(cfg: TrainConfig) -> dict[str, int]:
+    """``ensure_synthetic``'s keyword arguments for a run: ``{"train": cfg.synth_train, ...}``."""
+    return {arg: getattr(cfg, key) for arg, key in SYNTH_KEYS.items()}
+
+
+@dataclass
+class RunConfig:
+    """A run's config split in its two parts, every default filled in (``resolve_run_config``).
+
+    Attributes:
+        train: the trainer settings.
+        model: the preset's config dataclass.
+        task: the preset's task, ``"instance"`` or ``"dense"``.
+        model_keys_given: the model keys the caller set (the rest are the preset's defaults).
+    """
+
+    train: TrainConfig
+    model: Any
+    task: str
+    model_keys_given: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"train": {...}, "model": {...}}``: what ``config.yaml`` and checkpoints hold."""
+        return {"train": config_to_dict(self.train), "model": config_to_dict(self.model)}
+
+    def build_model(self) -> Any:
+        """The preset's network built from ``self.model``."""
+        return get_model_info(self.train.model).build(self.model)
+
+
+def _sections(
+    config: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(train part, model part, trainer keys given flat)`` of a flat or nested config plus overrides."""
+    trainer = set(TrainConfig.field_names())
+    if isinstance(config.get("model"), Mapping):
+        extra = sorted(set(config) - {"train", "model"})
+        if extra:
+            raise ValueError(f"a nested run config has only 'train' and 'model' sections; remove {extra}")
+        train, model = dict(config.get("train") or {}), dict(config["model"])
+        if "model" in overrides:  # a new preset: the old model section belongs to the old one
+            model = {}
+        flat = dict(overrides)
+    else:
+        train, model, flat = {}, {}, {**config, **overrides}
+    for key, value in flat.items():
+        (train if key in trainer else model)[key] = value
+    return train, model, {k: v for k, v in flat.items() if k in trainer}
+
+
+def resolve_run_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Split and check a run config: the one place where a run's keys meet the trainer and the model.
+
+    ``config`` is flat (``{"model": "yolact_tiny", "max_iter": 200, "mask_loss": "bce"}``) or the
+    nested form of ``config.yaml`` (``{"train": {...}, "model": {...}}``); ``overrides`` are flat
+    ``key=value`` settings on top (the command line's), routed into the right section. A flat key
+    that both the trainer and the model know (``amp``) is given to both. The model's config comes
+    from its preset's config factory: no weights are built.
 
     Raises:
-        ValueError: CUDA was asked for on a machine without it.
+        ValueError: a key that is neither a trainer key nor a key of the model's config (with the
+            closest of both), an unknown preset, or a value a check refuses.
     """
-    if device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use device=cpu or device=auto")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device(f"cuda:{local_rank}")
-    return dev
+    train_part, model_part, flat_train = _sections(config, overrides or {})
+    train = apply_overrides(TrainConfig(), train_part, where="train")
+    info = get_model_info(train.model)
+    model_keys = [f.name for f in fields(info.defaults)]
+    train_keys = TrainConfig.field_names()
+    for key in model_part:
+        if key not in model_keys:
+            raise ValueError(
+                f"unknown key {key!r} for a run of {train.model}.{suggest(key, [*train_keys, *model_keys])} "
+                f"Trainer keys: {', '.join(train_keys)}. Model keys of {train.model}: {', '.join(model_keys)}"
+            )
+    model_part.update({k: v for k, v in flat_train.items() if k in model_keys and k != "model"})
+    return RunConfig(train, info.config(**model_part), info.task, tuple(model_part))
 
 
 def resolve_lr_steps(lr_steps: tuple[float, ...], max_iter: int) -> list[int]:

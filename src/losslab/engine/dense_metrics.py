@@ -11,7 +11,7 @@ The mask metrics come in two flavours, both in percent:
 
 Depth metrics are computed over the pixels with a valid target depth (finite and > 0), pooled
 over the dataset: ``RMSE`` in the target's unit (metres) and ``AbsRel`` = mean |d - d*| / d*
-(a fraction, not percent). Boundary IoU uses ``losslab.engine.boundary`` (width 2% of the
+(a fraction, not percent). Boundary IoU uses ``losslab.engine.boundary_iou`` (width 2% of the
 image diagonal).
 
 Everything is measured at the dataset's input resolution, on the letterboxed frame: the padding
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from losslab.engine.boundary import boundary_iou_counts
+from losslab.engine.boundary_iou import boundary_iou_counts
 
 __all__ = ["DenseEvaluator"]
 

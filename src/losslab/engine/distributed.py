@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 __all__ = [
     "DistInfo",
@@ -25,6 +26,8 @@ __all__ = [
     "init_distributed",
     "is_distributed",
     "is_main_process",
+    "resolve_device",
+    "wrap_ddp",
 ]
 
 
@@ -121,3 +124,27 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` becomes ``cuda:<local_rank>`` when CUDA is available, else ``cpu``.
+
+    Raises:
+        ValueError: CUDA was asked for on a machine without it.
+    """
+    if device == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here; use device=cpu or device=auto")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, find_unused: bool) -> nn.Module:
+    """``model`` inside DistributedDataParallel under torchrun, else ``model`` itself."""
+    if not is_distributed():
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)

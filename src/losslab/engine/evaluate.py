@@ -19,36 +19,45 @@ Conventions (they follow pycocotools, so that numbers stay comparable with publi
   AP; this changes only APs/APm/APl. ``use_mask_area=True`` drops ``bbox`` for ``segm`` and
   ``boundary`` so the mask area decides the size class, as YOLACT (separate mask json) and
   detectron2 do. The default keeps pycocotools' behaviour on the given input.
+
+``evaluate_model`` runs a model over a dataset through ``InstanceEvaluator`` (or the dense
+``DenseEvaluator``) and returns the metrics with the report's details (PR curves, per-image AP).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pycocotools.mask as mask_utils
 import torch
-import torch.nn.functional as F
 from faster_coco_eval import COCO, COCOeval_faster
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
+from losslab.engine.coco_results import predictions_to_coco
+from losslab.engine.dense_metrics import DenseEvaluator
+from losslab.engine.metric_keys import AP_KEYS, IOU_THRESHOLDS, METRIC_KEYS
+from losslab.engine.train import to_device
+
+# ``predictions_to_coco`` and ``METRIC_KEYS`` live in their own modules and are part of this one's API.
 __all__ = [
     "IOU_TYPES",
     "METRIC_KEYS",
+    "Evaluation",
     "InstanceEvaluator",
     "evaluate_coco",
     "evaluate_coco_with_pr",
+    "evaluate_model",
     "pr_curves_from_precision",
     "predictions_to_coco",
     "summarize_precision",
 ]
 
 IOU_TYPES = ("segm", "bbox", "boundary")
-IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
-_AP_AT = tuple(f"AP{round(t * 100)}" for t in IOU_THRESHOLDS)
-METRIC_KEYS = ("AP", *_AP_AT, "APs", "APm", "APl", "AR1", "AR10", "AR100")
 
 
 def _percent(values: np.ndarray) -> float:
@@ -74,7 +83,7 @@ def summarize_precision(precision: np.ndarray, recall: np.ndarray) -> dict[str, 
             "default parameters (10 IoU thresholds, 4 area ranges, maxDets 1/10/100)"
         )
     out = {"AP": _percent(precision[:, :, :, 0, 2])}
-    for t, key in enumerate(_AP_AT):
+    for t, key in enumerate(AP_KEYS):
         out[key] = _percent(precision[t, :, :, 0, 2])
     for a, key in enumerate(("APs", "APm", "APl"), start=1):
         out[key] = _percent(precision[:, :, :, a, 2])
@@ -208,6 +217,12 @@ def evaluate_coco_with_pr(
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[float]]]]:
     """``evaluate_coco`` plus the precision-recall curves of each IoU type.
 
+    Args:
+        gt, detections, iou_types: as ``evaluate_coco``.
+        img_ids: evaluate on these images only (default: every image of ``gt``).
+        use_mask_area: for ``segm``/``boundary``, size classes from the mask area (see module doc).
+        boundary_dilation_ratio: boundary width as a fraction of the image diagonal.
+
     Returns:
         ``(metrics, curves)``: ``metrics`` as ``evaluate_coco``; ``curves[iou_type]`` as
         ``pr_curves_from_precision`` (``recall``, ``iou50``, ``iou75``, ``mean``; fractions).
@@ -236,10 +251,7 @@ def evaluate_coco(
     gt: dict | str | Path,
     detections: Sequence[dict] | str | Path,
     iou_types: Sequence[str] = ("segm", "bbox"),
-    *,
-    img_ids: Sequence[int] | None = None,
-    use_mask_area: bool = False,
-    boundary_dilation_ratio: float = 0.02,
+    **options: Any,
 ) -> dict[str, dict[str, float]]:
     """COCO AP/AR of ``detections`` against ``gt``, per IoU type, in percent.
 
@@ -248,9 +260,9 @@ def evaluate_coco(
         detections: a list of COCO result dicts (``image_id``, ``category_id``, ``score``, ``bbox``
             as xywh, ``segmentation`` as RLE) or the path of such a json; may be empty.
         iou_types: any of ``"segm"``, ``"bbox"``, ``"boundary"``.
-        img_ids: evaluate on these images only (default: every image of ``gt``).
-        use_mask_area: for ``segm``/``boundary``, size classes from the mask area (see module doc).
-        boundary_dilation_ratio: boundary width as a fraction of the image diagonal.
+        **options: ``evaluate_coco_with_pr``'s keywords: ``img_ids`` (evaluate on these images only),
+            ``use_mask_area`` (size classes of ``segm``/``boundary`` from the mask area, see the
+            module doc), ``boundary_dilation_ratio`` (boundary width as a fraction of the diagonal).
 
     Returns:
         ``{iou_type: {"AP", "AP50", "AP55", ..., "AP95", "APs", "APm", "APl", "AR1", "AR10",
@@ -260,111 +272,7 @@ def evaluate_coco(
         ValueError: an unknown IoU type, a malformed ground truth, or a detection that lacks a key
             or names an image / category the ground truth does not have.
     """
-    metrics, _ = evaluate_coco_with_pr(
-        gt,
-        detections,
-        iou_types,
-        img_ids=img_ids,
-        use_mask_area=use_mask_area,
-        boundary_dilation_ratio=boundary_dilation_ratio,
-    )
-    return metrics
-
-
-def _valid_extent(h: int, w: int, scale: float, input_hw: Sequence[int]) -> tuple[int, int]:
-    """``(h_in, w_in)``: where the letterboxed image lies in the input (the rest is padding).
-
-    Rounded as the data transforms round the resized size.
-    """
-    h_in = min(max(round(h * scale), 1), int(input_hw[0]))
-    w_in = min(max(round(w * scale), 1), int(input_hw[1]))
-    return h_in, w_in
-
-
-def _boxes_to_xywh(boxes: torch.Tensor, scale: float, h: int, w: int) -> np.ndarray:
-    """Input-pixel xyxy boxes ``(k, 4)`` -> original-image xywh ``(k, 4)``, clipped to the image."""
-    xyxy = (boxes.detach().float().cpu() / scale).numpy()
-    xyxy[:, 0::2] = xyxy[:, 0::2].clip(0, w)
-    xyxy[:, 1::2] = xyxy[:, 1::2].clip(0, h)
-    return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-
-
-def _masks_to_rle(masks: torch.Tensor, h: int, w: int, h_in: int, w_in: int, threshold: float) -> list[dict]:
-    """Crop the letterboxed region, resize to the original size, threshold and RLE-encode.
-
-    Shape:
-        masks ``(k, S, S)`` probabilities; one RLE per mask, of size ``(h, w)``.
-    """
-    rles: list[dict] = []
-    # Chunks keep the float copy at the original resolution small (k x h x w floats).
-    for chunk in masks.split(32):
-        crop = chunk[:, None, :h_in, :w_in].float()
-        full = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-        binary = (full > threshold).to(torch.uint8).cpu().numpy()
-        for r in mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0))):
-            r["counts"] = r["counts"].decode("ascii")  # json-serialisable, and what COCO results use
-            rles.append(r)
-    return rles
-
-
-def predictions_to_coco(
-    preds: Sequence[dict[str, torch.Tensor]],
-    targets: Sequence[dict[str, Any]],
-    label_to_cat: dict[int, int],
-    mask_threshold: float = 0.5,
-) -> list[dict]:
-    """Model outputs in input pixels to COCO result dicts on the original images.
-
-    The input is the original image resized by ``scale`` and padded at the right and bottom
-    (letterbox). Masks are cropped to the valid ``orig_size x scale`` region, resized to
-    ``orig_size`` (bilinear), thresholded (``> mask_threshold``) and RLE-encoded; boxes are
-    divided by ``scale``, clipped to the image and written as xywh.
-
-    Args:
-        preds: per image ``boxes`` ``(k, 4)`` xyxy, ``scores`` ``(k,)``, ``labels`` ``(k,)`` in 1..C,
-            ``masks`` ``(k, S, S)`` in [0, 1] (optional: without it, results have no segmentation).
-        targets: per image ``image_id``, ``orig_size`` ``(h, w)``, ``scale``.
-        label_to_cat: model label -> COCO category id.
-        mask_threshold: probability above which a pixel belongs to the mask.
-
-    Returns:
-        One dict per detection: ``image_id``, ``category_id``, ``bbox``, ``score``[, ``segmentation``].
-    """
-    if len(preds) != len(targets):
-        raise ValueError(f"{len(preds)} predictions for {len(targets)} targets: pass one of each per image")
-    results: list[dict] = []
-    for pred, target in zip(preds, targets, strict=True):
-        for key in ("image_id", "orig_size", "scale"):
-            if key not in target:
-                raise ValueError(f"target lacks {key!r}: the dataset must give image_id, orig_size and scale")
-        boxes, scores, labels = pred["boxes"], pred["scores"], pred["labels"]
-        k = int(scores.shape[0])
-        if k == 0:
-            continue
-        if boxes.shape != (k, 4) or labels.shape != (k,):
-            raise ValueError(f"boxes {tuple(boxes.shape)} / labels {tuple(labels.shape)} must be ({k}, 4) / ({k},)")
-        cats = []
-        for label in labels.tolist():
-            if int(label) not in label_to_cat:
-                raise ValueError(f"label {label} is not in label_to_cat {label_to_cat}; labels run 1..C")
-            cats.append(int(label_to_cat[int(label)]))
-        h, w = int(target["orig_size"][0]), int(target["orig_size"][1])
-        scale = float(target["scale"])
-        xywh = _boxes_to_xywh(boxes, scale, h, w)
-        masks = pred.get("masks")
-        segms: list[dict | None] = [None] * k
-        if masks is not None:
-            if masks.dim() != 3 or masks.shape[0] != k:
-                raise ValueError(f"masks have shape {tuple(masks.shape)}: expected ({k}, S, S)")
-            h_in, w_in = _valid_extent(h, w, scale, masks.shape[-2:])
-            segms = list(_masks_to_rle(masks.detach(), h, w, h_in, w_in, mask_threshold))
-        image_id = int(target["image_id"])
-        for i, score in enumerate(scores.detach().float().cpu().tolist()):
-            det = {"image_id": image_id, "category_id": cats[i], "bbox": xywh[i].tolist(), "score": score}
-            if segms[i] is not None:
-                det["segmentation"] = segms[i]
-            results.append(det)
-    return results
+    return evaluate_coco_with_pr(gt, detections, iou_types, **options)[0]
 
 
 class InstanceEvaluator:
@@ -431,17 +339,74 @@ class InstanceEvaluator:
 
         These per-image scores feed the bootstrap interval of a single-seed study (resampling the
         validation images); their mean is not the dataset AP, which pools detections across images.
+        Each image is evaluated against its own slice of the ground truth (its image entry and
+        annotations), so nothing is copied per image beyond that image's annotations.
         """
-        with_objects = {
-            int(a["image_id"]) for a in self.gt.get("annotations", []) if not a.get("iscrowd", 0)
-        } & self._img_ids
-        by_image: dict[int, list[dict]] = {i: [] for i in with_objects}
+        anns: dict[int, list[dict]] = {}
+        for a in self.gt.get("annotations", []):
+            anns.setdefault(int(a["image_id"]), []).append(a)
+        with_objects = {i for i, group in anns.items() if any(not a.get("iscrowd", 0) for a in group)}
+        dets: dict[int, list[dict]] = {i: [] for i in with_objects & self._img_ids}
         for det in self.detections:
-            if det["image_id"] in by_image:
-                by_image[det["image_id"]].append(det)
-        return {
-            img: evaluate_coco(self.gt, dets, (iou_type,), img_ids=[img], use_mask_area=self.use_mask_area)[iou_type][
-                "AP"
-            ]
-            for img, dets in sorted(by_image.items())
-        }
+            if det["image_id"] in dets:
+                dets[det["image_id"]].append(det)
+        images = {int(im["id"]): im for im in self.gt["images"]}
+        out = {}
+        for img in sorted(dets):
+            gt = {**self.gt, "images": [images[img]], "annotations": anns[img]}
+            out[img] = evaluate_coco(gt, dets[img], (iou_type,), use_mask_area=self.use_mask_area)[iou_type]["AP"]
+        return out
+
+
+@dataclass
+class Evaluation:
+    """What ``evaluate_model`` measured.
+
+    Attributes:
+        metrics: ``{iou_type: {metric: value}}`` (instance) or ``{"mask": ...[, "depth": ...]}`` (dense).
+        details: for the instance task ``{"pr": {iou_type: curves}, "per_image": {"segm": {image_id: AP}}}``
+            (``per_image`` only when asked for), what the study report plots; empty for the dense task.
+    """
+
+    metrics: dict[str, dict[str, float]]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    dataset: Dataset,
+    task: str,
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+    collate_fn: Callable[[list], Any] | None = None,
+    workers: int = 0,
+    per_image: bool = False,
+) -> Evaluation:
+    """The evaluator matching ``task`` over the whole ``dataset``, in one pass without gradients.
+
+    Instance task: ``InstanceEvaluator`` (COCO segm / bbox / boundary AP against the dataset's
+    ``ann_file``, labels mapped with its ``label_to_cat``); dense task: ``DenseEvaluator`` (IoU,
+    Dice, Boundary IoU, depth errors). ``per_image`` adds each image's mask AP to the details
+    (one COCOeval per image: asked for by the final evaluation of a run, not by periodic ones).
+    The model's train/eval mode is restored afterwards.
+    """
+    if task == "instance":
+        evaluator: Any = InstanceEvaluator(dataset.ann_file, dataset.label_to_cat)
+    else:
+        evaluator = DenseEvaluator()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn, num_workers=workers)
+    was_training = model.training
+    model.eval()
+    try:
+        for images, targets in loader:
+            evaluator.process(targets, to_device(model(images.to(device)), torch.device("cpu")))
+    finally:
+        model.train(was_training)
+    metrics = evaluator.evaluate()
+    if task != "instance":
+        return Evaluation(metrics)
+    details: dict[str, Any] = {"pr": evaluator.pr_curves}
+    if per_image:
+        details["per_image"] = {"segm": evaluator.per_image_ap("segm")}
+    return Evaluation(metrics, details)

@@ -1,9 +1,11 @@
 """Hooks: everything around the training step (detectron2 ``HookBase``, minGPT callbacks).
 
-A hook gets the trainer at ``before_train``, after every step (``after_step``) and at
-``after_train``. The trainer keeps the latest step's numbers in ``trainer.last_log`` (a dict:
-iteration, lr, each loss term, total, images_per_s, time). Hooks run on rank 0 only unless they set
-``all_ranks = True``.
+A hook gets the trainer at ``before_train``, after every step (``after_step``), after a step that
+was skipped for a non-finite loss (``after_skip``, before that step's ``after_step``), at
+``after_train`` and, however training ends, at ``close``. The trainer keeps the latest step's
+numbers in ``trainer.last_log`` (a dict: iteration, lr, each loss term, total, images_per_s, time)
+and the latest skipped step in ``trainer.last_skip`` (iteration, image_ids, terms). Hooks run on
+rank 0 only unless they set ``all_ranks = True``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from losslab.engine.train import Trainer
 
-__all__ = ["CallbackHook", "CheckpointHook", "EvalHook", "HookBase", "MetricsCSVHook", "ProgressHook"]
+__all__ = [
+    "EVENTS",
+    "CallbackHook",
+    "CheckpointHook",
+    "EvalHook",
+    "HookBase",
+    "MetricsCSVHook",
+    "ProgressHook",
+    "SkippedStepsCSVHook",
+    "default_hooks",
+]
+
+#: The trainer's events, in the order of one run.
+EVENTS = ("before_train", "after_step", "after_skip", "after_train")
 
 log = logging.getLogger("losslab.engine")
 
@@ -35,29 +50,39 @@ class HookBase:
     def after_step(self, trainer: Trainer) -> None:
         """Called after every step, with ``trainer.iter`` already counting it."""
 
+    def after_skip(self, trainer: Trainer) -> None:
+        """Called when a step was skipped (non-finite loss or gradient); see ``trainer.last_skip``."""
+
     def after_train(self, trainer: Trainer) -> None:
         """Called once when training ends normally."""
+
+    def close(self) -> None:
+        """Called once when training ends, normally or not: release what the hook holds."""
 
 
 class CallbackHook(HookBase):
     """A hook from a plain function ``fn(trainer)`` bound to one event (minGPT's ``add_callback``)."""
 
     def __init__(self, event: str, fn: Callable[[Trainer], None], all_ranks: bool = False):
-        if event not in ("before_train", "after_step", "after_train"):
-            raise ValueError(f"unknown event {event!r}; use before_train, after_step or after_train")
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; use one of {', '.join(EVENTS)}")
         self.event, self.fn, self.all_ranks = event, fn, all_ranks
 
-    def before_train(self, trainer: Trainer) -> None:
-        if self.event == "before_train":
+    def _on(self, event: str, trainer: Trainer) -> None:
+        if event == self.event:
             self.fn(trainer)
+
+    def before_train(self, trainer: Trainer) -> None:
+        self._on("before_train", trainer)
 
     def after_step(self, trainer: Trainer) -> None:
-        if self.event == "after_step":
-            self.fn(trainer)
+        self._on("after_step", trainer)
+
+    def after_skip(self, trainer: Trainer) -> None:
+        self._on("after_skip", trainer)
 
     def after_train(self, trainer: Trainer) -> None:
-        if self.event == "after_train":
-            self.fn(trainer)
+        self._on("after_train", trainer)
 
 
 class MetricsCSVHook(HookBase):
@@ -101,6 +126,23 @@ class MetricsCSVHook(HookBase):
 
 def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
+
+
+class SkippedStepsCSVHook(HookBase):
+    """Appends each skipped step to ``skipped_steps.csv``: its iteration, image ids and loss terms,
+    so the images behind a NaN can be looked at after the run."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def after_skip(self, trainer: Trainer) -> None:
+        skip = trainer.last_skip
+        new_file = not self.path.is_file()
+        with open(self.path, "a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new_file:
+                writer.writerow(["iteration", "image_ids", "terms"])
+            writer.writerow([skip["iteration"], " ".join(map(str, skip["image_ids"])), repr(skip["terms"])])
 
 
 class CheckpointHook(HookBase):
@@ -195,11 +237,19 @@ class ProgressHook(HookBase):
         else:
             self._progress.update(self._task, completed=trainer.iter)
 
-    def after_train(self, trainer: Trainer) -> None:
-        self.close()
-
     def close(self) -> None:
-        """Stop the live display (also called by the trainer when training fails)."""
+        """Stop the live display (the trainer calls it however training ends)."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def default_hooks(run_dir: Path | None, ckpt_every: int, progress: bool) -> list[HookBase]:
+    """``metrics.csv``, ``skipped_steps.csv`` and checkpoints in ``run_dir`` (if any), a progress bar."""
+    hooks: list[HookBase] = []
+    if run_dir is not None:
+        hooks += [MetricsCSVHook(run_dir / "metrics.csv"), SkippedStepsCSVHook(run_dir / "skipped_steps.csv")]
+        hooks.append(CheckpointHook(ckpt_every))
+    if progress:
+        hooks.append(ProgressHook())
+    return hooks

@@ -1,8 +1,10 @@
 """Sample-prediction pictures: masks, boxes, classes and scores drawn over the image with OpenCV.
 
-Used by ``run_experiment`` (``run_dir/samples/<image_id>.png``, the report's grid of sample
-predictions) and by ``losslab predict``. Images travel as the datasets give them: RGB, normalised
-with the ImageNet mean and std, letterboxed (resized by ``scale``, padded right and bottom).
+Used by ``run_experiment`` (``save_samples``: ``run_dir/samples/<image_id>.png``, the report's grid
+of sample predictions) and by ``losslab predict`` (``engine.inference``). Images travel as the
+datasets give them: RGB, normalised with the ImageNet mean and std, letterboxed (resized by
+``scale``, padded right and bottom); ``losslab.data.transforms`` owns all three steps and their
+inverses, so the pictures cannot drift from what the model saw.
 """
 
 from __future__ import annotations
@@ -13,20 +15,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from losslab.data.transforms import denormalize, letterbox_extent
+from losslab.engine.train import to_device
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "denormalize",
     "draw_dense",
     "draw_instances",
-    "letterbox",
+    "render_prediction",
+    "save_samples",
     "to_original",
+    "to_picture",
     "write_png",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # distinct BGR colours, one per detection rank (a fixed palette keeps the report's grid comparable)
 _PALETTE = [
@@ -35,42 +38,20 @@ _PALETTE = [
 ]  # fmt: skip
 
 
-def denormalize(image: torch.Tensor) -> np.ndarray:
-    """A normalised RGB image tensor back to an 8-bit BGR picture.
+def to_picture(image: torch.Tensor) -> np.ndarray:
+    """A normalised RGB image tensor as an 8-bit BGR picture (``denormalize``, then OpenCV's order).
 
     Shape:
         image: ``(3, H, W)``; returns ``(H, W, 3)`` uint8.
     """
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    rgb = (image.detach().float().cpu() * std + mean).clamp(0, 1)
+    rgb = denormalize(image.detach().float().cpu())
     return np.ascontiguousarray((rgb.permute(1, 2, 0).numpy()[..., ::-1] * 255).round().astype(np.uint8))
-
-
-def letterbox(bgr: np.ndarray, size: int) -> tuple[torch.Tensor, float]:
-    """An 8-bit BGR image as the model input: resized so its long side is ``size``, padded right and
-    bottom with zeros (after normalisation), RGB, ImageNet-normalised. Returns the tensor and scale.
-
-    Shape:
-        bgr: ``(h, w, 3)``; returns ``(3, size, size)``.
-    """
-    h, w = bgr.shape[:2]
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    rgb = torch.from_numpy(np.ascontiguousarray(resized[..., ::-1])).permute(2, 0, 1).float() / 255
-    norm = (rgb - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    out = torch.zeros(3, size, size)
-    out[:, :nh, :nw] = norm
-    return out, scale
 
 
 def to_original(picture: np.ndarray, orig_size: Sequence[int], scale: float) -> np.ndarray:
     """Crop the letterbox padding off ``picture`` and resize it back to ``orig_size`` ``(h, w)``."""
-    h, w = int(orig_size[0]), int(orig_size[1])
-    nh = min(picture.shape[0], max(1, round(h * scale)))
-    nw = min(picture.shape[1], max(1, round(w * scale)))
-    return cv2.resize(picture[:nh, :nw], (w, h), interpolation=cv2.INTER_LINEAR)
+    nh, nw = letterbox_extent(orig_size, scale, picture.shape[:2])
+    return cv2.resize(picture[:nh, :nw], (int(orig_size[1]), int(orig_size[0])), interpolation=cv2.INTER_LINEAR)
 
 
 def draw_instances(
@@ -134,3 +115,65 @@ def write_png(path: str | Path, picture: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), picture):
         raise ValueError(f"could not write {path} (OpenCV refused it: check the folder and the extension)")
     return path
+
+
+@torch.no_grad()
+def render_prediction(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    orig_size: Sequence[int] | None = None,
+    scale: float = 1.0,
+    class_names: Sequence[str] = (),
+    score_threshold: float = 0.3,
+    target_mask: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """The model's prediction on one input image, drawn over it (the model must be in eval mode).
+
+    Instance models get ``draw_instances``, dense models ``draw_dense`` (with the ground-truth
+    outline when ``target_mask`` is given); with ``orig_size`` the picture is cropped and resized
+    back to the original image.
+
+    Shape:
+        image: ``(3, S, S)`` normalised; returns ``(h, w, 3)`` uint8 BGR (``(S, S, 3)`` without
+        ``orig_size``).
+    """
+    out = model(image[None].to(device))
+    picture = to_picture(image)
+    if isinstance(out, dict):  # dense task
+        picture = draw_dense(picture, out["mask"][0], target_mask)
+    else:
+        picture = draw_instances(picture, to_device(out[0], torch.device("cpu")), class_names, score_threshold)
+    return picture if orig_size is None else to_original(picture, orig_size, scale)
+
+
+def save_samples(
+    model: nn.Module, dataset: Dataset, out_dir: str | Path, n: int = 8, device: torch.device | str = "cpu"
+) -> list[Path]:
+    """PNG overlays of the model's predictions on the first ``n`` images of ``dataset``.
+
+    Written as ``out_dir/<image_id>.png`` at the original image size (where the dataset gives
+    ``orig_size`` and ``scale``), so every configuration of a study shows the same images.
+    """
+    names = list(getattr(dataset, "cat_names", []) or [])
+    written = []
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(min(n, len(dataset))):
+            image, target = dataset[i]
+            original = "orig_size" in target and "scale" in target
+            picture = render_prediction(
+                model,
+                image,
+                orig_size=target["orig_size"] if original else None,
+                scale=float(target["scale"]) if original else 1.0,
+                class_names=names,
+                target_mask=target.get("mask"),
+                device=device,
+            )
+            written.append(write_png(Path(out_dir) / f"{int(target['image_id'])}.png", picture))
+    finally:
+        model.train(was_training)
+    return written

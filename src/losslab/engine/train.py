@@ -15,7 +15,6 @@ epoch, so a resume mid-epoch draws different augmentations.)
 
 from __future__ import annotations
 
-import csv
 import logging
 import random
 import time
@@ -31,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from losslab.config import config_to_dict
 from losslab.engine import checkpoint as ckpt
-from losslab.engine.config import TrainConfig, lr_factor, resolve_device
+from losslab.engine.config import TrainConfig, lr_factor
 from losslab.engine.distributed import (
     all_reduce_mean,
     any_across_ranks,
@@ -39,12 +38,13 @@ from losslab.engine.distributed import (
     broadcast_object,
     get_rank,
     get_world_size,
-    is_distributed,
+    resolve_device,
+    wrap_ddp,
 )
-from losslab.engine.hooks import CallbackHook, CheckpointHook, HookBase, MetricsCSVHook, ProgressHook
+from losslab.engine.hooks import CallbackHook, HookBase, default_hooks
 from losslab.engine.sampler import ResumableSampler
 
-__all__ = ["NonFiniteLossError", "ResumableSampler", "Trainer", "seed_everything", "to_device"]
+__all__ = ["NonFiniteLossError", "ResumableSampler", "Trainer", "build_optimizer", "seed_everything", "to_device"]
 
 log = logging.getLogger("losslab.engine")
 
@@ -79,6 +79,14 @@ def _image_ids(targets: Any) -> list[int]:
     if isinstance(targets, (list, tuple)):
         return [int(t["image_id"]) for t in targets if isinstance(t, dict) and "image_id" in t]
     return []
+
+
+def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.optimizer`` names: SGD with ``momentum`` (the paper's) or AdamW, both
+    at ``cfg.lr`` with ``cfg.weight_decay``."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 class Trainer:
@@ -116,13 +124,7 @@ class Trainer:
         local_rank = self.rank % max(torch.cuda.device_count(), 1)
         self.device = torch.device(device) if device is not None else resolve_device(cfg.device, local_rank)
         self.model = model.to(self.device)
-        self.train_model: nn.Module = self.model
-        if is_distributed():
-            self.train_model = nn.parallel.DistributedDataParallel(
-                self.model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=cfg.ddp_find_unused,
-            )
+        self.train_model = wrap_ddp(self.model, self.device, cfg.ddp_find_unused)
         self.sampler = ResumableSampler(dataset, self.world_size, self.rank, seed=cfg.seed)
         self.batches_per_epoch = self.sampler.num_samples // cfg.batch_size
         if self.batches_per_epoch == 0:
@@ -130,45 +132,42 @@ class Trainer:
                 f"the training split has {len(dataset)} images, fewer than batch_size={cfg.batch_size} "
                 f"x {self.world_size} process(es); lower batch_size or add data"
             )
-        self._loader_gen = torch.Generator()
-        self.loader = DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            sampler=self.sampler,
-            drop_last=True,
-            collate_fn=collate_fn,
-            num_workers=cfg.workers,
-            pin_memory=self.device.type == "cuda",
-            generator=self._loader_gen,  # keeps the loader off the global RNG, which resume restores
-        )
+        self._loader_gen = torch.Generator()  # keeps the loader off the global RNG, which resume restores
+        self.loader = self._build_loader(dataset, collate_fn)
         self.max_iter = cfg.epochs * self.batches_per_epoch if cfg.epochs > 0 else cfg.max_iter
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.params = params
-        if cfg.optimizer == "adamw":
-            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        else:
-            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(self.params, cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(it, self.max_iter, cfg))
         self.use_amp = bool(cfg.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.config = config if config is not None else {"train": config_to_dict(cfg)}
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_path = self.run_dir / "checkpoints" / "last.pt" if self.run_dir else None
-        if self.run_dir is not None and self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-
         self.iter = self.epoch = self.batch_in_epoch = 0
         self.skipped_steps = self.consecutive_bad = 0
         self.train_seconds = 0.0
         self.last_log: dict[str, Any] = {}
+        self.last_skip: dict[str, Any] = {}
         self.logged_this_step = False
         self._data_iter: Iterator | None = None
         self._window = [0, 0.0]  # images and seconds since the last logged step
         self.hooks: list[HookBase] = []
-        if self.run_dir is not None:
-            self.register_hooks([MetricsCSVHook(self.run_dir / "metrics.csv"), CheckpointHook(cfg.ckpt_every)])
-        if progress:
-            self.register_hooks([ProgressHook()])
+        if self.run_dir is not None and self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.register_hooks(default_hooks(self.run_dir, cfg.ckpt_every, progress))
+
+    def _build_loader(self, dataset: Dataset, collate_fn: Callable[[list], Any] | None) -> DataLoader:
+        """Full batches in the resumable sampler's order; workers seeded from ``self._loader_gen``."""
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+            collate_fn=collate_fn,
+            num_workers=self.cfg.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=self._loader_gen,
+        )
 
     # -- hooks -----------------------------------------------------------------------------------
     def register_hooks(self, hooks: list[HookBase]) -> None:
@@ -176,7 +175,7 @@ class Trainer:
         self.hooks.extend(hooks)
 
     def add_callback(self, event: str, fn: Callable[[Trainer], None], all_ranks: bool = False) -> None:
-        """minGPT style: call ``fn(trainer)`` at ``event`` (before_train, after_step, after_train)."""
+        """minGPT style: call ``fn(trainer)`` at ``event`` (before_train, after_step, after_skip, after_train)."""
         self.hooks.append(CallbackHook(event, fn, all_ranks))
 
     def _call(self, event: str) -> None:
@@ -210,9 +209,8 @@ class Trainer:
                 self._call("after_step")
             self._call("after_train")
         finally:
-            for hook in self.hooks:
-                if isinstance(hook, ProgressHook):
-                    hook.close()
+            for hook in self.hooks:  # also when training fails: live displays stop, files close
+                hook.close()
             torch.use_deterministic_algorithms(was_deterministic)
         return self.summary()
 
@@ -310,23 +308,21 @@ class Trainer:
         }
 
     def _skip_step(self, targets: Any, terms: dict[str, torch.Tensor]) -> None:
+        """Count a step whose loss (or gradient) was not finite and tell the hooks (``after_skip``)."""
         self.skipped_steps += 1
         self.consecutive_bad += 1
         ids = _image_ids(targets)
         shown = {k: float(v.detach()) for k, v in terms.items()}
-        msg = (
-            f"non-finite loss at iteration {self.iter + 1} ({shown}) on images {ids}: step skipped "
-            f"({self.consecutive_bad} in a row, {self.skipped_steps} in total)"
+        self.last_skip = {"iteration": self.iter + 1, "image_ids": ids, "terms": shown}
+        log.warning(
+            "non-finite loss at iteration %d (%s) on images %s: step skipped (%d in a row, %d in total)",
+            self.iter + 1,
+            shown,
+            ids,
+            self.consecutive_bad,
+            self.skipped_steps,
         )
-        log.warning(msg)
-        if self.run_dir is not None and self.is_main:
-            path = self.run_dir / "skipped_steps.csv"
-            new = not path.is_file()
-            with open(path, "a", newline="") as fh:
-                writer = csv.writer(fh)
-                if new:
-                    writer.writerow(["iteration", "image_ids", "terms"])
-                writer.writerow([self.iter + 1, " ".join(map(str, ids)), repr(shown)])
+        self._call("after_skip")
         if self.consecutive_bad > self.cfg.max_bad_steps:
             raise NonFiniteLossError(
                 f"{self.consecutive_bad} consecutive steps had a non-finite loss (limit max_bad_steps="

@@ -7,7 +7,6 @@ except ``rmse``, the square root of that mean.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import cv2
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from losslab.losses._base import MaskInputs, MaskLoss
+from losslab.losses._functional import check_number, log_cosh, safe_sqrt
 from losslab.losses.registry import register_loss
 
 __all__ = [
@@ -30,57 +30,10 @@ __all__ = [
     "MSELoss",
     "RMSELoss",
     "WeightedBCELoss",
-    "check_number",
-    "log_cosh",
-    "safe_pow",
-    "safe_sqrt",
     "unet_border_weights",
 ]
 
-_LOG2 = math.log(2.0)
-
-
 # --- pure functions ------------------------------------------------------------------------------
-
-
-def check_number(
-    loss: str, name: str, value: Any, low: float | None = None, high: float | None = None, low_open: bool = False
-) -> float:
-    """``value`` as a float, checked against ``[low, high]`` (``(low, high]`` if ``low_open``).
-
-    Raises:
-        ValueError: naming the loss, the parameter and the allowed range.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} of {loss} must be a number, got {value!r}")
-    v = float(value)
-    too_low = low is not None and (v <= low if low_open else v < low)
-    too_high = high is not None and v > high
-    if too_low or too_high or math.isnan(v):
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        raise ValueError(f"{name} of {loss} must lie in {'(' if low_open else '['}{lo}, {hi}], got {value!r}")
-    return v
-
-
-def log_cosh(x: Tensor) -> Tensor:
-    """``log(cosh(x))`` without overflow: ``|x| + softplus(-2|x|) - log 2`` (cosh overflows past ~710)."""
-    a = x.abs()
-    return a + F.softplus(-2.0 * a) - _LOG2
-
-
-def safe_sqrt(x: Tensor) -> Tensor:
-    """``sqrt(x)`` for ``x >= 0`` whose gradient at ``x == 0`` is 0 instead of inf (0·inf = NaN upstream)."""
-    pos = x > 0
-    return torch.where(pos, torch.where(pos, x, torch.ones_like(x)).sqrt(), torch.zeros_like(x))
-
-
-def safe_pow(x: Tensor, gamma: float) -> Tensor:
-    """``x ** gamma`` for ``x >= 0`` with a finite gradient at ``x == 0`` even when ``gamma < 1``."""
-    if gamma >= 1.0:
-        return x.clamp_min(0.0) ** gamma
-    pos = x > 0
-    return torch.where(pos, torch.where(pos, x, torch.ones_like(x)) ** gamma, torch.zeros_like(x))
 
 
 @torch.no_grad()

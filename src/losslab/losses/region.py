@@ -13,7 +13,7 @@ from typing import Any
 from torch import Tensor
 
 from losslab.losses._base import MaskInputs, MaskLoss
-from losslab.losses.pixel import check_number, log_cosh, safe_pow
+from losslab.losses._functional import check_number, log_cosh, safe_pow
 from losslab.losses.registry import register_loss
 
 __all__ = [

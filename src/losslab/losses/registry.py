@@ -15,6 +15,8 @@ from typing import Any
 
 import torch.nn as nn
 
+from losslab.config import lookup
+
 __all__ = ["KINDS", "LossInfo", "get_loss_info", "list_losses", "register_loss"]
 
 #: What a loss can be. ``mask`` contract: pixel, region, structural, boundary.
@@ -128,11 +130,4 @@ def list_losses(pattern: str = "*", kind: str | None = None, contract: str | Non
 def get_loss_info(name: str) -> LossInfo:
     """The ``LossInfo`` of ``name``; an unknown name raises with the closest valid names."""
     _ensure_loaded()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        from losslab.config import suggest
-
-        raise ValueError(
-            f"unknown loss {name!r}.{suggest(name, _REGISTRY)} `losslab losses list` shows all {len(_REGISTRY)} losses."
-        ) from None
+    return lookup(_REGISTRY, name, "loss", f"`losslab losses list` shows all {len(_REGISTRY)} losses.")

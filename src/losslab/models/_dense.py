@@ -16,17 +16,49 @@ Targets come from the default collate, ``{"mask": (B, 1, S, S), "depth": (B, 1, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from losslab.config import apply_overrides
 from losslab.losses import HybridLoss, create_loss
-from losslab.models.registry import register_model
 
-__all__ = ["DenseModel", "DenseTargets", "HeadLoss", "dense_target", "mask_losses", "register_dense_preset"]
+__all__ = ["DenseConfig", "DenseModel", "DenseTargets", "HeadLoss", "dense_target", "mask_losses"]
+
+
+@dataclass
+class DenseConfig:
+    """What every dense model's config holds: its mask loss and the input of one foreground mask.
+
+    Attributes:
+        mask_loss: catalogue spec of the mask loss (mask contract, on logits).
+        mask_weight: weight of the mask loss.
+        input_size: the square input side S of the data.
+        num_classes: foreground classes (1: one binary mask).
+        in_channels: image channels.
+    """
+
+    mask_loss: str = "bce"
+    mask_weight: float = 1.0
+    input_size: int = 128
+    num_classes: int = 1
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``ValueError`` on values that cannot build a model (run on every new config);
+        subclasses add their own checks after ``super().check()``."""
+        if self.num_classes != 1:
+            raise ValueError(
+                f"{type(self).__name__}: a dense model predicts one binary (foreground) mask: num_classes must be 1, "
+                f"not {self.num_classes}"
+            )
+        if self.in_channels < 1:
+            raise ValueError(f"{type(self).__name__}: in_channels must be >= 1, got {self.in_channels}")
+
 
 #: The default collate's batched dict, or one dict per image.
 DenseTargets = Mapping[str, Tensor] | Sequence[Mapping[str, Tensor]]
@@ -133,15 +165,3 @@ def mask_losses(head: HeadLoss, logits: Tensor, targets: DenseTargets, name: str
     out = {f"loss_{name}": head(logits, target)}
     out.update({f"{name}/{k}": v for k, v in head.terms(logits, target).items()})
     return out
-
-
-def register_dense_preset(name: str, base: Any, build: Callable[[Any], nn.Module], description: str) -> None:
-    """Register ``name`` (family and task ``"dense"``) as ``build(config)`` over a copy of ``base``
-    with checked overrides; ``builder.config(**overrides)`` gives the config without weights."""
-
-    def builder(**overrides: Any) -> nn.Module:
-        return build(apply_overrides(base, overrides, where=name))
-
-    builder.__name__ = name
-    builder.config = lambda **ov: apply_overrides(base, ov, where=name)  # type: ignore[attr-defined]
-    register_model(name, family="dense", task="dense", description=description)(builder)

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, dense_target, mask_losses, register_dense_preset
-from losslab.models.unet import UNetDecoder, UNetEncoder
+from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, dense_target, mask_losses
+from losslab.models.registry import register_model
+from losslab.models.unet import UNetConfig, UNetDecoder, UNetEncoder
 
 __all__ = ["SEED_COMBINATIONS", "DepthMaskConfig", "DepthMaskNet"]
 
@@ -27,41 +28,19 @@ SEED_COMBINATIONS = (("2*rmse", "bce + 2*dice"), ("2*ssim", "dice"), ("2*rmse", 
 
 
 @dataclass
-class DepthMaskConfig:
-    """The depth + mask network's losses and shape.
+class DepthMaskConfig(UNetConfig):
+    """The depth + mask network's losses and shape: ``UNetConfig`` (the shared encoder's
+    ``base_channels`` and ``depth``, the network depth, not the target) and
 
     Attributes:
         depth_loss: catalogue spec on depth values (regression contract).
-        mask_loss: catalogue spec on mask logits (mask contract).
-        depth_weight, mask_weight: weights of the two heads' losses.
-        input_size: the square input side S of the data.
-        num_classes: foreground classes (1: one binary mask).
-        in_channels: image channels.
-        base_channels: width of the first U-Net level (doubles at each down-sampling).
-        depth: number of down-sampling steps of the shared encoder (network depth, not the target).
+        depth_weight: weight of the depth head's loss (``mask_weight`` weighs the mask head's).
     """
 
-    depth_loss: str = "2*rmse"
     mask_loss: str = "bce + 2*dice"
-    depth_weight: float = 1.0
-    mask_weight: float = 1.0
-    input_size: int = 128
-    num_classes: int = 1
-    in_channels: int = 3
     base_channels: int = 16
-    depth: int = 4
-
-    def __post_init__(self) -> None:
-        self.check()
-
-    def check(self) -> None:
-        """Raise ``ValueError`` on values that cannot build a model (run on every new config)."""
-        if self.num_classes != 1:
-            raise ValueError(
-                f"the mask head predicts one foreground mask: num_classes must be 1, not {self.num_classes}"
-            )
-        if self.base_channels < 1 or self.depth < 1 or self.in_channels < 1:
-            raise ValueError(f"base_channels, depth and in_channels must be >= 1, got {self}")
+    depth_loss: str = "2*rmse"
+    depth_weight: float = 1.0
 
 
 class DepthMaskNet(DenseModel):
@@ -98,15 +77,19 @@ class DepthMaskNet(DenseModel):
         return out
 
 
-register_dense_preset(
+register_model(
     "depthmask",
     DepthMaskConfig(),
     DepthMaskNet,
-    "depth + mask: shared U-Net encoder (16 channels, depth 4), two decoders, 128 px",
+    family="dense",
+    task="dense",
+    description="depth + mask: shared U-Net encoder (16 channels, depth 4), two decoders, 128 px",
 )
-register_dense_preset(
+register_model(
     "depthmask_tiny",
     DepthMaskConfig(base_channels=8, depth=3, input_size=64),
     DepthMaskNet,
-    "depth + mask, tiny: shared U-Net encoder (8 channels, depth 3), two decoders, 64 px",
+    family="dense",
+    task="dense",
+    description="depth + mask, tiny: shared U-Net encoder (8 channels, depth 3), two decoders, 64 px",
 )

@@ -20,40 +20,25 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, mask_losses, register_dense_preset
+from losslab.models._dense import DenseConfig, DenseModel, DenseTargets, HeadLoss, mask_losses
+from losslab.models.registry import register_model
 
 __all__ = ["MaskNet", "MaskNetConfig"]
 
 
 @dataclass
-class MaskNetConfig:
-    """MaskNet's loss and shape.
+class MaskNetConfig(DenseConfig):
+    """MaskNet's loss and shape: ``DenseConfig`` (any ``input_size`` works: fully convolutional;
+    ``in_channels`` is each stem's input) and
 
     Attributes:
-        mask_loss: catalogue spec of the mask loss (mask contract, on logits).
-        mask_weight: weight of the mask loss.
-        input_size: the square input side S of the data (any size works: fully convolutional).
-        num_classes: foreground classes (1: one binary mask).
-        in_channels: channels of each stem's input (3: an RGB image).
         dropout: dropout rate after each block (the seed's ``dropout_rate``, 0 by default).
     """
 
-    mask_loss: str = "bce"
-    mask_weight: float = 1.0
-    input_size: int = 128
-    num_classes: int = 1
-    in_channels: int = 3
     dropout: float = 0.0
 
-    def __post_init__(self) -> None:
-        self.check()
-
     def check(self) -> None:
-        """Raise ``ValueError`` on values that cannot build a model (run on every new config)."""
-        if self.num_classes != 1:
-            raise ValueError(
-                f"MaskNet predicts one binary (foreground) mask: num_classes must be 1, not {self.num_classes}"
-            )
+        super().check()
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -95,9 +80,11 @@ class MaskNet(DenseModel):
         return mask_losses(self.mask_loss, outputs["mask"], targets)
 
 
-register_dense_preset(
+register_model(
     "masknet",
     MaskNetConfig(),
     MaskNet,
-    "MaskNet of seed 004: 59,745-parameter fully convolutional mask network, 128 px",
+    family="dense",
+    task="dense",
+    description="MaskNet of seed 004: 59,745-parameter fully convolutional mask network, 128 px",
 )

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, mask_losses, register_dense_preset
+from losslab.models._dense import DenseConfig, DenseModel, DenseTargets, HeadLoss, mask_losses
+from losslab.models.registry import register_model
 
 __all__ = ["UNet", "UNetConfig", "UNetDecoder", "UNetEncoder", "conv_block"]
 
@@ -89,38 +90,21 @@ class UNetDecoder(nn.Module):
 
 
 @dataclass
-class UNetConfig:
-    """A U-Net for binary masks.
+class UNetConfig(DenseConfig):
+    """A U-Net for binary masks: ``DenseConfig`` and
 
     Attributes:
-        mask_loss: catalogue spec of the mask loss (mask contract, on logits).
-        mask_weight: weight of the mask loss.
-        input_size: the square input side S of the data.
-        num_classes: foreground classes (1: one binary mask).
-        in_channels: image channels.
         base_channels: width of the first level (doubles at each down-sampling).
         depth: number of down-sampling steps.
     """
 
-    mask_loss: str = "bce"
-    mask_weight: float = 1.0
-    input_size: int = 128
-    num_classes: int = 1
-    in_channels: int = 3
     base_channels: int = 32
     depth: int = 4
 
-    def __post_init__(self) -> None:
-        self.check()
-
     def check(self) -> None:
-        """Raise ``ValueError`` on values that cannot build a model (run on every new config)."""
-        if self.num_classes != 1:
-            raise ValueError(
-                f"the U-Net predicts one binary (foreground) mask: num_classes must be 1, not {self.num_classes}"
-            )
-        if self.base_channels < 1 or self.depth < 1 or self.in_channels < 1:
-            raise ValueError(f"base_channels, depth and in_channels must be >= 1, got {self}")
+        super().check()
+        if self.base_channels < 1 or self.depth < 1:
+            raise ValueError(f"base_channels and depth must be >= 1, got {self.base_channels}, {self.depth}")
         if self.input_size < 2**self.depth:
             raise ValueError(
                 f"input_size {self.input_size} is too small for depth {self.depth} (needs >= {2**self.depth})"
@@ -149,7 +133,14 @@ class UNet(DenseModel):
         return mask_losses(self.mask_loss, outputs["mask"], targets)
 
 
-register_dense_preset(
-    "unet_tiny", UNetConfig(base_channels=8, depth=3), UNet, "U-Net, 8 base channels, depth 3, 128 px"
+register_model(
+    "unet_tiny",
+    UNetConfig(base_channels=8, depth=3),
+    UNet,
+    family="dense",
+    task="dense",
+    description="U-Net, 8 base channels, depth 3, 128 px",
 )
-register_dense_preset("unet", UNetConfig(), UNet, "U-Net, 32 base channels, depth 4, 128 px")
+register_model(
+    "unet", UNetConfig(), UNet, family="dense", task="dense", description="U-Net, 32 base channels, depth 4, 128 px"
+)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from losslab.engine.metric_keys import AP_KEYS
 from losslab.study import plots
 from losslab.study.runner import run_dir_of
 from losslab.study.stats import BETTER, WORSE
@@ -25,7 +26,7 @@ from losslab.study.tables import Cell, StudyResults, Table, build_tables, collec
 
 __all__ = ["CSV_COLUMNS", "format_cell", "write_report", "write_results_csv"]
 
-_AP = [f"AP{50 + 5 * i}" for i in range(10)]
+_AP = list(AP_KEYS)
 #: The columns of ``results.csv``, in order.
 CSV_COLUMNS = ["run_id", "config", "loss", "seed", "batch_size", "fps", "AP", *_AP, "box_AP", "boundary_AP",
                "train_seconds", "status"]  # fmt: skip

@@ -24,8 +24,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from losslab.engine.config import resolve_run_config, synthetic_args
 from losslab.study.executors import InlineExecutor, ProcessExecutor, RunFn, last_step, write_returned_files
-from losslab.study.spec import RunSpec, StudySpec
+from losslab.study.spec import RunSpec, StudySpec, canonical_json
 from losslab.study.store import StudyStore
 
 __all__ = [
@@ -67,20 +68,17 @@ def resolve_data(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def pregenerate_synthetic(runs: list[RunSpec]) -> None:
     """Generate each synthetic dataset the runs need once, before parallel workers would race to."""
-    from losslab.data import ensure_synthetic
-    from losslab.models.registry import get_model_info
+    from losslab.engine.datasets import synthetic_root  # loads torch: only when a study really trains
 
-    done: set[tuple] = set()
+    done: set[str] = set()
     for run in runs:
-        cfg = run.config
-        if cfg.get(DATA_KEY) != "synthetic" or cfg.get("cache_dir"):
+        if run.config.get(DATA_KEY) != "synthetic":
             continue
-        task = get_model_info(str(cfg.get("model"))).task
-        args = {k: cfg[f"synth_{k}"] for k in ("train", "val", "size", "seed") if f"synth_{k}" in cfg}
-        key = (task, tuple(sorted(args.items())))
+        resolved = resolve_run_config(run.config)
+        key = canonical_json([resolved.task, resolved.train.cache_dir, synthetic_args(resolved.train)])
         if key not in done:
             done.add(key)
-            ensure_synthetic(None, task=task, **args)
+            synthetic_root(resolved.train, resolved.task)
 
 
 def run_dir_of(out_dir: str | Path, run_id: str) -> Path:

@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from losslab.config import suggest
+from losslab.engine.config import SYNTH_KEYS, resolve_run_config
 
 __all__ = [
     "LOSS_CONTRACTS",
@@ -56,8 +57,6 @@ __all__ = [
 STUDY_KEYS = ("name", "description", "dataset", "model", "config", "grid", "seeds", "baseline", "notes")
 #: Keys of ``dataset``.
 DATASET_KEYS = ("synthetic", "path")
-#: The synthetic generator's arguments and the trainer keys that carry them.
-SYNTH_KEYS = {"train": "synth_train", "val": "synth_val", "size": "synth_size", "seed": "synth_seed"}
 #: Which loss contract a ``*_loss`` key is checked against (others default to ``mask``).
 LOSS_CONTRACTS = {"depth_loss": "regression", "box_loss": "box", "class_loss": "class"}
 #: The grid axis whose values are mappings of several keys that vary together.
@@ -388,33 +387,22 @@ def load_study(name_or_path: str | Path, seeds: int | None = None) -> StudySpec:
 
 
 def validate_keys(study: StudySpec) -> None:
-    """Check every run's keys against the trainer (``TrainConfig``) and its model's config.
+    """Check every run's keys and values against the trainer (``TrainConfig``) and its model's config.
 
-    Needs the engine and the model registry; call it before real training (``study run`` does).
+    Goes through the run-config seam (``engine.config.resolve_run_config``), so a spec is checked
+    exactly as ``losslab train`` checks a run, without building any network.
 
     Raises:
-        ValueError: an unknown model, or a key that is neither a trainer key nor one of the model's,
-            with the closest names.
+        ValueError: an unknown model, a key that is neither a trainer key nor one of the model's
+            (with the closest names), or a value a check refuses; naming the configuration.
     """
-    from losslab.engine.config import TrainConfig
-    from losslab.models.registry import create_model, get_model_info
-
-    trainer = set(TrainConfig.field_names())
     checked: set[str] = set()
     for run in study.runs():
-        model_keys = {k: v for k, v in run.config.items() if k not in trainer}
-        key = canonical_json([run.config.get("model"), model_keys])
+        key = canonical_json({k: v for k, v in run.config.items() if k != "seed"})
         if key in checked:
             continue
         checked.add(key)
-        name = str(run.config.get("model"))
-        where = f"study {study.name!r}, configuration {run.label!r}"
         try:
-            builder = get_model_info(name).builder
-            # A preset with a config factory is checked without building the network.
-            check = getattr(builder, "config", None)
-            check(**model_keys) if callable(check) else create_model(name, **model_keys)
+            resolve_run_config(run.config)
         except ValueError as exc:
-            bad = [k for k in model_keys if f"unknown key {k!r}" in str(exc)]
-            hint = f" Or, as a trainer key:{suggest(bad[0], trainer)}" if bad and suggest(bad[0], trainer) else ""
-            raise ValueError(f"{where}: {exc}{hint}") from None
+            raise ValueError(f"study {study.name!r}, configuration {run.label!r}: {exc}") from None

@@ -5,8 +5,6 @@ from losslab.models.maskrcnn.model import (
     PRESETS,
     MaskRCNNConfig,
     MaskRCNNModel,
-    build_maskrcnn,
-    preset_config,
 )
 from losslab.models.maskrcnn.roi_heads import LossRoIHeads, PassThroughTransform, roi_mask_loss, roi_mask_targets
 
@@ -17,8 +15,6 @@ __all__ = [
     "MaskRCNNConfig",
     "MaskRCNNModel",
     "PassThroughTransform",
-    "build_maskrcnn",
-    "preset_config",
     "roi_mask_loss",
     "roi_mask_targets",
 ]

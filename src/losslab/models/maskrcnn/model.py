@@ -21,7 +21,6 @@ replaces torchvision's resize-and-normalise transform.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,12 +32,11 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from losslab.config import apply_overrides
 from losslab.losses import create_loss
 from losslab.models.maskrcnn.roi_heads import LossRoIHeads, PassThroughTransform
 from losslab.models.registry import register_model
 
-__all__ = ["BACKBONES", "PRESETS", "MaskRCNNConfig", "MaskRCNNModel", "build_maskrcnn", "preset_config"]
+__all__ = ["BACKBONES", "PRESETS", "MaskRCNNConfig", "MaskRCNNModel"]
 
 #: ResNet backbones and their ImageNet weights enum (used only with ``pretrained_backbone=true``).
 BACKBONES = {
@@ -225,7 +223,7 @@ class MaskRCNNModel(MaskRCNN):
         return detections
 
 
-#: The presets' configs; ``create_model(name, **overrides)`` applies checked overrides to a copy.
+#: The presets' configs and descriptions; ``create_model(name, **overrides)`` applies checked overrides to a copy.
 PRESETS: dict[str, tuple[MaskRCNNConfig, str]] = {
     "maskrcnn_tiny": (
         MaskRCNNConfig(
@@ -248,24 +246,5 @@ PRESETS: dict[str, tuple[MaskRCNNConfig, str]] = {
 }
 
 
-def preset_config(name: str, **overrides: Any) -> MaskRCNNConfig:
-    """The config of preset ``name`` with checked ``key=value`` overrides (no weights are built)."""
-    return apply_overrides(PRESETS[name][0], overrides, where=name)
-
-
-def build_maskrcnn(name: str, **overrides: Any) -> MaskRCNNModel:
-    """The ``MaskRCNNModel`` of preset ``name`` with checked ``key=value`` overrides."""
-    return MaskRCNNModel(preset_config(name, **overrides))
-
-
-def _register(name: str) -> None:
-    def builder(**overrides: Any) -> MaskRCNNModel:
-        return build_maskrcnn(name, **overrides)
-
-    builder.__name__ = name
-    builder.config = lambda **ov: preset_config(name, **ov)  # type: ignore[attr-defined]
-    register_model(name, family="maskrcnn", task="instance", description=PRESETS[name][1])(builder)
-
-
-for _name in PRESETS:
-    _register(_name)
+for _name, (_defaults, _description) in PRESETS.items():
+    register_model(_name, _defaults, MaskRCNNModel, family="maskrcnn", task="instance", description=_description)

@@ -15,65 +15,41 @@ from __future__ import annotations
 
 from typing import Any
 
-from losslab.config import apply_overrides
 from losslab.models.registry import register_model
 from losslab.models.yolact.config import YolactConfig
 from losslab.models.yolact.model import Yolact
 
-__all__ = ["PRESETS", "build_yolact", "preset_config"]
+__all__ = ["PRESETS"]
 
 _PLUS = {"dcn_stages": (2, 3, 4), "dcn_interval": 3, "scales_per_level": 3, "use_maskiou": True}
 
-#: Each preset's differences from ``YolactConfig``'s defaults.
-PRESETS: dict[str, dict[str, Any]] = {
+#: Each preset's differences from ``YolactConfig``'s defaults, and its description.
+PRESETS: dict[str, tuple[dict[str, Any], str]] = {
     # 4.05 -> 3.29 GMAC at 256 px with the 64-wide protonet: 1.39x the backbone's 2.37 GMAC.
     # Anchors 24..384 px at 256 px keep YOLACT's anchor/stride ratio (550 px anchors shrunk to
     # 256 px gave about one positive anchor per object on the synthetic data).
-    "yolact_tiny": {
-        "backbone": "resnet18",
-        "input_size": 256,
-        "fpn_channels": 128,
-        "proto_channels": 64,
-        "anchor_reference_size": 256,
-    },
+    "yolact_tiny": (
+        {
+            "backbone": "resnet18",
+            "input_size": 256,
+            "fpn_channels": 128,
+            "proto_channels": 64,
+            "anchor_reference_size": 256,
+        },
+        "YOLACT, ResNet-18, 256 px, 128-wide FPN/head, 64-wide protonet: the CPU default",
+    ),
     # YOLACT v1's released configs keep its square-anchor bug (``use_square_anchors=True``).
-    "yolact_resnet50": {"backbone": "resnet50", "square_anchors": True},
-    "yolact_base": {"backbone": "resnet101", "square_anchors": True},
-    "yolact_plus_resnet50": {"backbone": "resnet50", **_PLUS},
-    "yolact_plus_base": {"backbone": "resnet101", **_PLUS},
+    "yolact_resnet50": ({"backbone": "resnet50", "square_anchors": True}, "YOLACT (ICCV 2019), ResNet-50-FPN, 550 px"),
+    "yolact_base": ({"backbone": "resnet101", "square_anchors": True}, "YOLACT (ICCV 2019), ResNet-101-FPN, 550 px"),
+    "yolact_plus_resnet50": (
+        {"backbone": "resnet50", **_PLUS},
+        "YOLACT++ (TPAMI 2020), ResNet-50 + DCNv2, 3 scales, mask re-scoring, 550 px",
+    ),
+    "yolact_plus_base": (
+        {"backbone": "resnet101", **_PLUS},
+        "YOLACT++ (TPAMI 2020), ResNet-101 + DCNv2, 3 scales, mask re-scoring, 550 px",
+    ),
 }
 
-
-def preset_config(name: str, **overrides: Any) -> YolactConfig:
-    """The resolved config of preset ``name`` with ``key=value`` overrides (strings are coerced).
-
-    Raises:
-        ValueError: an unknown preset, an unknown key (with the closest keys) or a bad value.
-    """
-    if name not in PRESETS:
-        from losslab.config import suggest
-
-        raise ValueError(f"unknown YOLACT preset {name!r}.{suggest(name, PRESETS)} Presets: {', '.join(PRESETS)}")
-    base = YolactConfig(**PRESETS[name])
-    return apply_overrides(base, overrides, where=name)
-
-
-def build_yolact(name: str, **overrides: Any) -> Yolact:
-    """Build the YOLACT preset ``name`` with overrides of its ``YolactConfig``."""
-    return Yolact(preset_config(name, **overrides))
-
-
-def _register(name: str, description: str) -> None:
-    def builder(**overrides: Any) -> Yolact:
-        return build_yolact(name, **overrides)
-
-    builder.__name__ = name
-    builder.config = lambda **ov: preset_config(name, **ov)  # type: ignore[attr-defined]
-    register_model(name, family="yolact", task="instance", description=description)(builder)
-
-
-_register("yolact_tiny", "YOLACT, ResNet-18, 256 px, 128-wide FPN/head, 64-wide protonet: the CPU default")
-_register("yolact_resnet50", "YOLACT (ICCV 2019), ResNet-50-FPN, 550 px")
-_register("yolact_base", "YOLACT (ICCV 2019), ResNet-101-FPN, 550 px")
-_register("yolact_plus_resnet50", "YOLACT++ (TPAMI 2020), ResNet-50 + DCNv2, 3 scales, mask re-scoring, 550 px")
-_register("yolact_plus_base", "YOLACT++ (TPAMI 2020), ResNet-101 + DCNv2, 3 scales, mask re-scoring, 550 px")
+for _name, (_changes, _description) in PRESETS.items():
+    register_model(_name, YolactConfig(**_changes), Yolact, family="yolact", task="instance", description=_description)

@@ -1,0 +1,68 @@
+"""The datasets of a run: ``cfg.data`` as a folder (the synthetic one generated once, cached) and its
+splits at the model's input size, with the collate function of the task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from losslab.data import build_dataset, collate_instances, ensure_synthetic
+from losslab.data.noise import LabelNoise, make_label_noise
+from losslab.engine.config import TrainConfig, synthetic_args
+from losslab.engine.distributed import barrier, broadcast_object, is_main_process
+
+__all__ = ["build_datasets", "build_split", "dataset_root", "synthetic_root"]
+
+
+def synthetic_root(cfg: TrainConfig, task: str, progress: bool = False) -> Path:
+    """The synthetic dataset of ``cfg`` (its ``synth_*`` keys), generated on first use and cached."""
+    return ensure_synthetic(cfg.cache_dir or None, task=task, progress=progress, **synthetic_args(cfg))
+
+
+def dataset_root(cfg: TrainConfig, task: str, progress: bool = False) -> Path:
+    """The dataset folder of ``cfg.data``; ``"synthetic"`` generates it once (cached) from ``synth_*``.
+
+    Under torchrun one process generates the synthetic data; the others wait and reuse the cache.
+
+    Raises:
+        ValueError: ``data`` is neither ``"synthetic"`` nor an existing folder.
+    """
+    if cfg.data != "synthetic":
+        root = Path(cfg.data).expanduser()
+        if not root.is_dir():
+            raise ValueError(f"data={cfg.data!r} is neither 'synthetic' nor an existing dataset folder")
+        return root
+    root = synthetic_root(cfg, task, progress) if is_main_process() else None
+    barrier()
+    return Path(broadcast_object(root))
+
+
+def build_split(
+    root: Path,
+    split: str,
+    task: str,
+    size: int,
+    train: bool,
+    augment: str = "ssd",
+    label_noise: LabelNoise | None = None,
+) -> tuple[Dataset, Callable[[list], Any] | None]:
+    """One split of a dataset folder at the model's input size, and its collate function
+    (``collate_instances`` for the instance task, torch's default for the dense one);
+    ``label_noise`` corrupts its masks before augmentation."""
+    dataset = build_dataset(root, split, task, size, train, augment=augment, label_noise=label_noise)
+    return dataset, collate_instances if task == "instance" else None
+
+
+def build_datasets(
+    cfg: TrainConfig, task: str, size: int, progress: bool = False
+) -> tuple[Dataset, Dataset, Callable[[list], Any] | None]:
+    """The train and val splits of ``cfg.data`` at the model's input size, and the collate function.
+    ``cfg.label_noise`` corrupts the training split only: validation stays clean."""
+    root = dataset_root(cfg, task, progress)
+    noise = make_label_noise(cfg.label_noise, cfg.seed)
+    train_set, collate_fn = build_split(root, "train", task, size, True, cfg.augment, noise)
+    val_set, _ = build_split(root, "val", task, size, False)
+    return train_set, val_set, collate_fn
