@@ -1,7 +1,8 @@
 """COCO-format data, the synthetic Cigarette-Butts-like dataset, joint transforms and loaders.
 
 Public API (docs/architecture.md): ``CocoInstances``, ``DenseDataset``, ``collate_instances``,
-``build_dataset``, ``ensure_synthetic``, ``build_transforms``, ``MEAN``, ``STD``, ``denormalize``.
+``build_dataset``, ``resolve_splits`` (the layout of a dataset root), ``ensure_synthetic``,
+``build_transforms``, ``MEAN``, ``STD``, ``denormalize``, ``load_image`` / ``read_image``.
 Names load lazily so that ``losslab data synth`` workers do not import torch.
 """
 
@@ -14,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
+    from losslab.data.layout import DatasetSplits
+
 __all__ = [
     "MEAN",
     "STD",
     "CocoInstances",
+    "DatasetSplits",
     "DenseDataset",
     "SynthConfig",
     "build_dataset",
@@ -26,7 +30,10 @@ __all__ = [
     "collate_instances",
     "denormalize",
     "ensure_synthetic",
+    "load_image",
     "make_generator",
+    "read_image",
+    "resolve_splits",
     "worker_init_fn",
 ]
 
@@ -43,6 +50,10 @@ _WHERE = {
     "ensure_synthetic": "synth",
     "SynthConfig": "synth",
     "check_dataset": "check",
+    "DatasetSplits": "layout",
+    "resolve_splits": "layout",
+    "load_image": "images",
+    "read_image": "images",
 }
 
 
@@ -61,7 +72,7 @@ _AUGMENT = {
 
 
 def build_dataset(
-    root: str | Path,
+    root: str | Path | DatasetSplits,
     split: str,
     task: str = "instance",
     size: int = 512,
@@ -69,33 +80,37 @@ def build_dataset(
     skip_bad: bool = False,
     augment: str = "ssd",
 ) -> Dataset:
-    """The dataset of one split of a dataset folder (layout in docs/architecture.md).
+    """The dataset of one split of a dataset folder, in any layout ``resolve_splits`` knows.
 
     Args:
-        root: dataset root (``ROOT/{split}/``, ``ROOT/annotations/instances_{split}.json``).
-        split: ``"train"`` or ``"val"``.
-        task: ``"instance"`` -> ``CocoInstances``; ``"dense"`` -> ``DenseDataset``.
+        root: dataset root, or its splits as ``resolve_splits`` found them (explicit keys included).
+        split: ``"train"``, ``"val"`` (or ``"valid"``) or ``"test"``.
+        task: ``"instance"`` -> ``CocoInstances``; ``"dense"`` -> ``DenseDataset`` (losslab's own
+            layout only: ``ROOT/{split}_masks/``).
         size: square input size.
         train: training augmentation (SSD-style for instances; flip + photometric for dense).
         augment: the instance augmentation when ``train``: ``"ssd"`` (photometric, expand, crop,
             flip: YOLACT's), ``"light"`` (photometric and flip) or ``"none"``.
         skip_bad: for instances, skip bad entries instead of raising.
     """
-    root = Path(root)
+    from losslab.data.layout import DatasetSplits, canonical_split, resolve_splits
+
     if augment not in _AUGMENT:
         raise ValueError(f"augment must be one of {sorted(_AUGMENT)}, got {augment!r}")
+    if task not in ("instance", "dense"):
+        raise ValueError(f"task must be 'instance' or 'dense', got {task!r}")
     if task == "dense":
         from losslab.data.dense import DenseDataset
 
-        return DenseDataset(root, split, size=size, train=train)
-    if task != "instance":
-        raise ValueError(f"task must be 'instance' or 'dense', got {task!r}")
+        base = root.root if isinstance(root, DatasetSplits) else root
+        if base is None:
+            raise ValueError("a dense dataset needs data=ROOT (ROOT/{split}/, ROOT/{split}_masks/)")
+        return DenseDataset(Path(base), canonical_split(split), size=size, train=train)
     from losslab.data.coco import CocoInstances
     from losslab.data.transforms import build_transforms
 
-    ann = root / "annotations" / f"instances_{split}.json"
-    if not ann.is_file():
-        raise ValueError(f"no annotation file {ann}; expected ROOT/annotations/instances_{split}.json")
+    splits = root if isinstance(root, DatasetSplits) else resolve_splits(root)
+    files = splits.split(split)
     return CocoInstances(
-        ann, root / split, transform=build_transforms(size, train, **_AUGMENT[augment]), skip_bad=skip_bad
+        files.json, files.images, transform=build_transforms(size, train, **_AUGMENT[augment]), skip_bad=skip_bad
     )

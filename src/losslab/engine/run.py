@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -29,6 +29,9 @@ from losslab.engine.config import TrainConfig, resolve_device
 from losslab.engine.distributed import barrier, broadcast_object, init_distributed, is_main_process
 from losslab.engine.hooks import EvalHook
 from losslab.engine.train import Trainer, seed_everything, to_device
+
+if TYPE_CHECKING:
+    from losslab.data.layout import DatasetSplits
 
 __all__ = [
     "ResolvedConfig",
@@ -114,32 +117,41 @@ def resolve_config(config: Mapping[str, Any]) -> ResolvedConfig:
     return ResolvedConfig(cfg, apply_overrides(base, model_part, where=cfg.model), task, tuple(model_part))
 
 
-def dataset_root(cfg: TrainConfig, task: str, progress: bool = False) -> Path:
-    """The dataset folder of ``cfg.data``; ``"synthetic"`` generates it once (cached) from ``synth_*``."""
-    if cfg.data != "synthetic":
-        root = Path(cfg.data).expanduser()
-        if not root.is_dir():
-            raise ValueError(f"data={cfg.data!r} is neither 'synthetic' nor an existing dataset folder")
-        return root
-    from losslab.data import ensure_synthetic
+def dataset_root(cfg: TrainConfig, task: str, progress: bool = False) -> DatasetSplits:
+    """The splits of ``cfg.data`` as ``losslab.data.resolve_splits`` finds them (any known layout,
+    or the explicit ``train_json`` / ``train_images`` / ``val_json`` / ``val_images``); ``"synthetic"``
+    generates the dataset once (cached) from ``synth_*``."""
+    from losslab.data import ensure_synthetic, resolve_splits
 
-    root = None
-    if is_main_process():  # one process generates; the others wait and reuse the cache
-        root = ensure_synthetic(
-            cfg.cache_dir or None,
-            train=cfg.synth_train,
-            val=cfg.synth_val,
-            size=cfg.synth_size,
-            seed=cfg.synth_seed,
-            task=task,
-            progress=progress,
-        )
-    barrier()
-    return Path(broadcast_object(root))
+    # -- data layout (issue 13): explicit keys alone need no synthetic set --
+    keys = {k: getattr(cfg, k) for k in ("train_json", "train_images", "val_json", "val_images")}
+    data = "" if cfg.data == "synthetic" and all(keys.values()) else cfg.data
+    if data == "synthetic":
+        root = None
+        if is_main_process():  # one process generates; the others wait and reuse the cache
+            root = ensure_synthetic(
+                cfg.cache_dir or None,
+                train=cfg.synth_train,
+                val=cfg.synth_val,
+                size=cfg.synth_size,
+                seed=cfg.synth_seed,
+                task=task,
+                progress=progress,
+            )
+        barrier()
+        data = str(broadcast_object(root))
+    # -- data layout (issue 13): find the splits and say which layout --
+    splits = resolve_splits(data, **keys)
+    log.info("data: %s", splits.describe())
+    if progress and is_main_process():
+        print(f"data: {splits.describe()}", flush=True)
+    return splits
 
 
-def build_split(root: Path, split: str, task: str, size: int, train: bool, augment: str = "ssd") -> tuple[Dataset, Any]:
-    """One split of a dataset folder at the model's input size, and its collate function."""
+def build_split(
+    root: Path | DatasetSplits, split: str, task: str, size: int, train: bool, augment: str = "ssd"
+) -> tuple[Dataset, Any]:
+    """One split of a dataset (a folder, or ``dataset_root``'s splits) at the model's input size, and its collate."""
     from losslab.data import build_dataset, collate_instances
 
     dataset = build_dataset(root, split, task, size, train, augment=augment)
@@ -206,7 +218,8 @@ def evaluate_model(
     if task == "instance":
         from losslab.engine.evaluate import InstanceEvaluator
 
-        evaluator: Any = InstanceEvaluator(dataset.ann_file, dataset.label_to_cat)
+        # the json as the dataset read it (integer ids, flat polygons wrapped), else the file itself
+        evaluator: Any = InstanceEvaluator(getattr(dataset, "gt", dataset.ann_file), dataset.label_to_cat)
     else:
         from losslab.engine.dense_metrics import DenseEvaluator
 
