@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -58,6 +59,7 @@ SIZE_MISMATCH = "size mismatch"
 
 _ORIENTATION_TAG = 0x0112
 _ASPECT_TOLERANCE = 0.01  # a resized copy keeps its aspect ratio to within rounding
+_OPENCV_PREFIX = re.compile(r"^\[\s*\w+:[\d@.]+\]\s*(global\s+\S+\s+)?")  # "[ WARN:0@0.05] global x.cpp:12 "
 _PILLOW_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 Note = tuple[str, str]  # (kind, message)
 
@@ -129,10 +131,10 @@ def to_rgb8(array: np.ndarray) -> tuple[np.ndarray, Note | None]:
     return np.ascontiguousarray(array), note
 
 
-def _pillow_array(im: Image.Image) -> np.ndarray | None:
+def _pillow_array(im: Image.Image, deep: bool) -> np.ndarray | None:
     """The pixels of an open Pillow image as RGB uint8 or a single band of its own depth; None when
-    Pillow would lose bits (16-bit RGB(A), which it reads as 8-bit)."""
-    if im.mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in im.tile):
+    Pillow would lose bits (``deep``: 16-bit RGB(A), which it reads as 8-bit)."""
+    if deep:
         return None
     if im.mode.startswith("I") or im.mode == "F":  # I;16, I;16B, I (32-bit), F (float): one band
         return np.asarray(im)
@@ -144,8 +146,10 @@ def _pillow_array(im: Image.Image) -> np.ndarray | None:
 def _read_pillow(path: Path) -> tuple[np.ndarray | None, int]:
     """Pillow's pixels (or None when OpenCV must decode) and the EXIF orientation."""
     with Image.open(path) as im:
+        # before getexif(), which may decode the image (PNG) and so clear the tile list
+        deep = im.mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in im.tile)
         orientation = int(im.getexif().get(_ORIENTATION_TAG, 1) or 1)
-        return _pillow_array(im), orientation if 1 <= orientation <= 8 else 1
+        return _pillow_array(im, deep), orientation if 1 <= orientation <= 8 else 1
 
 
 @contextlib.contextmanager
@@ -194,7 +198,7 @@ def load_image(path: str | Path) -> LoadedImage:
     notes += [(LIBRARY_WARNING, f"Pillow: {w.message}") for w in caught]
     if array is None:
         array, printed = _read_opencv(path)
-        notes += [(LIBRARY_WARNING, f"OpenCV: {line}") for line in printed]
+        notes += [(LIBRARY_WARNING, f"OpenCV: {_OPENCV_PREFIX.sub('', line)}") for line in printed]
     if array is None or array.size == 0:
         raise ValueError(f"image file {path} is not a readable image (corrupt or unsupported)")
     rgb, depth_note = to_rgb8(array)
