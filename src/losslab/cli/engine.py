@@ -111,7 +111,9 @@ def train(
 
 def evaluate(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by `losslab train` (checkpoints/last.pt)."),
-    data: str = typer.Option(..., "--data", "-d", help="Dataset folder, or 'synthetic' for the run's own data."),
+    data: str = typer.Option(
+        "", "--data", "-d", help="Dataset folder (any layout), 'synthetic', or nothing for the run's own data."
+    ),
     split: str = typer.Option("val", help="Which split of the dataset to evaluate."),
     out: Path = typer.Option(None, "--out", "-o", help="Where to write eval.json (default: next to CHECKPOINT)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -132,7 +134,7 @@ def evaluate(
         _fail(str(exc))
     out = out or checkpoint.parent / "eval.json"
     atomic_write_json(out, metrics)
-    _print(_paper_table(metrics, f"{checkpoint} on {data} ({split})"))
+    _print(_paper_table(metrics, f"{checkpoint} on {data or 'its own data'} ({split})"))
     typer.echo(f"written to {out}")
 
 

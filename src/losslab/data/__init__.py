@@ -1,7 +1,8 @@
 """COCO-format data, the synthetic Cigarette-Butts-like dataset, joint transforms and loaders.
 
 Public API (docs/architecture.md): ``CocoInstances``, ``DenseDataset``, ``collate_instances``,
-``build_dataset``, ``ensure_synthetic``, ``build_transforms``, ``MEAN``, ``STD``, ``denormalize``.
+``build_dataset``, ``resolve_splits`` (the layout of a dataset root), ``ensure_synthetic``,
+``build_transforms``, ``MEAN``, ``STD``, ``denormalize``, ``load_image`` / ``read_image``.
 Names load lazily so that ``losslab data synth`` workers do not import torch.
 """
 
@@ -14,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
+    from losslab.data.layout import DatasetSplits
     from losslab.data.noise import LabelNoise
 
 __all__ = [
     "MEAN",
     "STD",
     "CocoInstances",
+    "DatasetSplits",
     "DenseDataset",
     "SynthConfig",
     "build_dataset",
@@ -28,7 +31,10 @@ __all__ = [
     "collate_instances",
     "denormalize",
     "ensure_synthetic",
+    "load_image",
     "make_generator",
+    "read_image",
+    "resolve_splits",
     "worker_init_fn",
 ]
 
@@ -45,6 +51,10 @@ _WHERE = {
     "ensure_synthetic": "synth",
     "SynthConfig": "synth",
     "check_dataset": "check",
+    "DatasetSplits": "layout",
+    "resolve_splits": "layout",
+    "load_image": "images",
+    "read_image": "images",
 }
 
 
@@ -63,7 +73,7 @@ _AUGMENT = {
 
 
 def build_dataset(
-    root: str | Path,
+    root: str | Path | DatasetSplits,
     split: str,
     task: str = "instance",
     size: int = 512,
@@ -72,12 +82,13 @@ def build_dataset(
     augment: str = "ssd",
     label_noise: LabelNoise | None = None,
 ) -> Dataset:
-    """The dataset of one split of a dataset folder (layout in docs/architecture.md).
+    """The dataset of one split of a dataset folder, in any layout ``resolve_splits`` knows.
 
     Args:
-        root: dataset root (``ROOT/{split}/``, ``ROOT/annotations/instances_{split}.json``).
-        split: ``"train"`` or ``"val"``.
-        task: ``"instance"`` -> ``CocoInstances``; ``"dense"`` -> ``DenseDataset``.
+        root: dataset root, or its splits as ``resolve_splits`` found them (explicit keys included).
+        split: ``"train"``, ``"val"`` (or ``"valid"``) or ``"test"``.
+        task: ``"instance"`` -> ``CocoInstances``; ``"dense"`` -> ``DenseDataset`` (losslab's own
+            layout only: ``ROOT/{split}_masks/``).
         size: square input size.
         train: training augmentation (SSD-style for instances; flip + photometric for dense).
         augment: the instance augmentation when ``train``: ``"ssd"`` (photometric, expand, crop,
@@ -85,20 +96,23 @@ def build_dataset(
         skip_bad: for instances, skip bad entries instead of raising.
         label_noise: corrupts the masks before augmentation (``losslab.data.noise``; training only).
     """
-    root = Path(root)
+    from losslab.data.layout import DatasetSplits, canonical_split, resolve_splits
+
     if augment not in _AUGMENT:
         raise ValueError(f"augment must be one of {sorted(_AUGMENT)}, got {augment!r}")
+    if task not in ("instance", "dense"):
+        raise ValueError(f"task must be 'instance' or 'dense', got {task!r}")
     if task == "dense":
         from losslab.data.dense import DenseDataset
 
-        return DenseDataset(root, split, size=size, train=train, label_noise=label_noise)
-    if task != "instance":
-        raise ValueError(f"task must be 'instance' or 'dense', got {task!r}")
+        base = root.root if isinstance(root, DatasetSplits) else root
+        if base is None:
+            raise ValueError("a dense dataset needs data=ROOT (ROOT/{split}/, ROOT/{split}_masks/)")
+        return DenseDataset(Path(base), canonical_split(split), size=size, train=train, label_noise=label_noise)
     from losslab.data.coco import CocoInstances
     from losslab.data.transforms import build_transforms
 
-    ann = root / "annotations" / f"instances_{split}.json"
-    if not ann.is_file():
-        raise ValueError(f"no annotation file {ann}; expected ROOT/annotations/instances_{split}.json")
+    splits = root if isinstance(root, DatasetSplits) else resolve_splits(root)
+    files = splits.split(split)
     transform = build_transforms(size, train, **_AUGMENT[augment])
-    return CocoInstances(ann, root / split, transform=transform, skip_bad=skip_bad, label_noise=label_noise)
+    return CocoInstances(files.json, files.images, transform=transform, skip_bad=skip_bad, label_noise=label_noise)

@@ -5,7 +5,9 @@ in input pixels, ``labels`` in 1..C (category ids remapped to contiguous labels;
 background), ``masks`` uint8 ``(n, S, S)``, ``iscrowd`` bool (crowd regions are kept apart by
 this flag: evaluation ignores them, training must not learn them as positives), ``image_id``,
 ``orig_size`` (h, w) and ``scale`` (input = original x scale, padding right and bottom).
-Images without annotations are kept: they teach background.
+Images without annotations are kept: they teach background. Images are read as they come
+(``losslab.data.images``: any format, mode and bit depth, EXIF orientation) in the json's frame;
+``gt`` is the json as it was read (integer ids, flat polygons wrapped), what evaluation uses.
 """
 
 from __future__ import annotations
@@ -13,28 +15,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from losslab.data.cocofile import CocoIndex, Problem, decode_segmentation, load_coco, safe_image_path
+from losslab.data.cocofile import CocoIndex, Note, Problem, decode_segmentation, load_coco, safe_image_path
+from losslab.data.images import fit_to_annotation, load_image, read_image
 from losslab.data.noise import LabelNoise
 from losslab.data.transforms import Compose, ToTensor, sync_boxes
 
-__all__ = ["CocoInstances", "read_image"]
+__all__ = ["CocoInstances", "read_image"]  # read_image lives in losslab.data.images
 
 log = logging.getLogger(__name__)
-
-
-def read_image(path: Path, where: str = "") -> np.ndarray:
-    """Read an image file as float32 RGB ``(H, W, 3)`` in [0, 255]; ValueError if unreadable."""
-    data = np.fromfile(str(path), np.uint8) if path.is_file() else None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
-    if img is None:
-        state = "does not exist" if data is None else "is not a readable image (corrupt or unsupported)"
-        raise ValueError(f"{where}image file {path} {state}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)
 
 
 def _format_problems(problems: list[Problem], limit: int = 10) -> str:
@@ -55,6 +47,11 @@ class CocoInstances(Dataset):
         skip_bad: leave bad entries out with a logged warning (counted in ``skipped``) instead of
             raising ``ValueError``.
         label_noise: corrupts each item's masks before ``transform`` (the training split only).
+
+    Attributes:
+        gt: the COCO dict of the valid entries as read (integer ids): the evaluation ground truth.
+        notes: what the json said in a way it was read into (flat polygons, renumbered ids, ...);
+            notes about single images are found by ``losslab data check``, not while training.
 
     Shape:
         item: ``image`` ``(3, S, S)`` float; ``target["masks"]`` ``(n, S, S)`` uint8,
@@ -83,6 +80,8 @@ class CocoInstances(Dataset):
         for p in index.problems:
             log.warning("skipped: %s", p)
         self.skipped: list[Problem] = list(index.problems)
+        self.notes: list[Note] = list(index.notes)
+        self.gt = index.to_coco()
         self.images = index.images
         self.anns_by_image = index.anns_by_image
         self.categories = index.categories
@@ -100,12 +99,11 @@ class CocoInstances(Dataset):
         info = self.images[i]
         h, w = info["height"], info["width"]
         path = safe_image_path(self.image_dir, info["file_name"])
-        image = read_image(path, f"{self.ann_file}: image id {info['id']}: ")
-        if image.shape[:2] != (h, w):
-            raise ValueError(
-                f"{self.ann_file}: image id {info['id']}: file {path} is {image.shape[1]}x{image.shape[0]} "
-                f"but the json says {w}x{h}; fix width/height in the json"
-            )
+        try:
+            pixels, _ = fit_to_annotation(load_image(path), h, w)
+        except ValueError as exc:
+            raise ValueError(f"{self.ann_file}: image id {info['id']}: {exc}") from None
+        image = pixels.astype(np.float32)
         anns = self.anns_by_image.get(info["id"], [])
         masks = np.zeros((len(anns), h, w), np.uint8)
         for k, a in enumerate(anns):

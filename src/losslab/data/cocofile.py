@@ -6,6 +6,13 @@ annotation for an unknown image, a polygon with two points, a file name outside 
 folder, a missing image file, ...) are collected as :class:`Problem` records and the bad entry is
 left out of the index; the caller decides whether they are fatal (``CocoInstances`` raises
 unless ``skip_bad``; ``losslab data check`` prints them all).
+
+COCO as tools write it is read as it was meant, each case recorded as a :class:`Note`: a
+``segmentation`` that is one flat list of numbers is one polygon; image, annotation and category
+ids that are not integers are numbered 1..n in file order; ``file_name`` with backslashes is a
+path with sub-folders; a category that is only another category's ``supercategory`` and owns no
+annotation (the root class that Roboflow exports put first) is left out. ``CocoIndex.to_coco()``
+is the file as it was read: what evaluation compares against.
 """
 
 from __future__ import annotations
@@ -15,13 +22,30 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-__all__ = ["CocoIndex", "Problem", "decode_rle", "decode_segmentation", "load_coco", "safe_image_path"]
+__all__ = [
+    "FLAT_POLYGON",
+    "GROUPING_CATEGORY",
+    "RENUMBERED_IDS",
+    "CocoIndex",
+    "Note",
+    "Problem",
+    "decode_rle",
+    "decode_segmentation",
+    "load_coco",
+    "safe_image_path",
+]
 
 BBOX_TOLERANCE = 1.0  # pixels a bbox may stick out of its image (rounding in exporters)
+
+# Kinds of note (see also losslab.data.images).
+FLAT_POLYGON = "flat-list polygon"
+RENUMBERED_IDS = "non-integer ids"
+GROUPING_CATEGORY = "grouping category"
 
 
 @dataclass(frozen=True)
@@ -36,9 +60,25 @@ class Problem:
         return f"{self.file}: {self.where}: {self.message}"
 
 
+@dataclass(frozen=True)
+class Note:
+    """Something read in a way the file did not spell out (not a problem: nothing is left out)."""
+
+    file: str
+    where: str
+    kind: str  # FLAT_POLYGON, "EXIF orientation", ...: what `losslab data check` counts
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.where}: {self.message}"
+
+
 @dataclass
 class CocoIndex:
-    """The valid part of a COCO file, and what was wrong with the rest."""
+    """The valid part of a COCO file, and what was wrong with the rest.
+
+    Image, annotation and category ids are integers here (renumbered when the file's were not).
+    """
 
     ann_file: Path
     image_dir: Path
@@ -46,6 +86,12 @@ class CocoIndex:
     anns_by_image: dict[int, list[dict]]
     categories: list[dict]
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    def to_coco(self) -> dict:
+        """The valid part as a COCO dict (integer ids, every polygon a list of lists)."""
+        anns = [a for im in self.images for a in self.anns_by_image.get(im["id"], [])]
+        return {"images": list(self.images), "annotations": anns, "categories": list(self.categories)}
 
 
 def safe_image_path(image_dir: Path, file_name: object) -> Path:
@@ -56,6 +102,7 @@ def safe_image_path(image_dir: Path, file_name: object) -> Path:
     """
     if not isinstance(file_name, str) or not file_name:
         raise ValueError(f"file_name must be a non-empty string, got {file_name!r}")
+    file_name = file_name.replace("\\", "/")  # sub-folders as a Windows tool writes them
     if Path(file_name).is_absolute() or file_name.startswith(("/", "\\")) or ":" in file_name[:3]:
         raise ValueError(f"file_name {file_name!r} is an absolute path; it must be relative to the image folder")
     root = image_dir.resolve()
@@ -135,6 +182,135 @@ def _check_bbox(bbox: object, h: int, w: int) -> str | None:
     return None
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _id_map(entries: list, what: str, f: str) -> tuple[dict | None, list[Note]]:
+    """``{file id: 1..n}`` in file order when any ``what`` id is not an integer (else None)."""
+    ids = [e.get("id") for e in entries if isinstance(e, dict) and isinstance(e.get("id"), (int, str))]
+    if all(_is_int(i) for i in ids):
+        return None, []
+    mapping: dict = {}
+    for i in ids:
+        mapping.setdefault(i, len(mapping) + 1)
+    example = next(i for i in ids if not _is_int(i))
+    note = Note(
+        f,
+        f"{what}s",
+        RENUMBERED_IDS,
+        f"{what} ids are not all integers (e.g. {example!r}): numbered 1..n in file order",
+    )
+    return mapping, [note]
+
+
+def _flat_polygon(segm: object) -> bool:
+    """A segmentation written as one flat list of numbers: one polygon without its outer list."""
+    return isinstance(segm, list) and bool(segm) and all(isinstance(v, (int, float)) for v in segm)
+
+
+def _load_categories(data: dict, f: str, problems: list[Problem], notes: list[Note]) -> tuple[dict, dict | None]:
+    """Valid categories by (integer) id, and the map from the file's ids when they were renumbered."""
+    cmap, id_notes = _id_map(data["categories"], "category", f)
+    notes += id_notes
+    cats: dict[int, dict] = {}
+    for c in data["categories"]:
+        why = _missing(c, ("id", "name"))
+        cid = c.get("id") if isinstance(c, dict) else None
+        new = cmap.get(cid) if cmap is not None and isinstance(cid, (int, str)) else cid
+        if why is None and not _is_int(new):
+            why = f"category id must be an integer or a string, got {cid!r}"
+        if why is None and new in cats:
+            why = "duplicate category id"
+        if why:
+            problems.append(Problem(f, f"category id {cid}", why))
+        else:
+            cats[new] = {**c, "id": new}
+    return cats, cmap
+
+
+def _check_image(im: Any, images: dict, image_dir: Path, check_files: bool) -> str | None:
+    why = _missing(im, ("id", "file_name", "height", "width"))
+    if why is None and not isinstance(im["id"], (int, str)):
+        why = f"image id must be an integer or a string, got {im['id']!r}"
+    if why is None and im["id"] in images:
+        why = "duplicate image id"
+    if why is None and not all(_is_int(im[k]) and im[k] > 0 for k in ("height", "width")):
+        why = f"height and width must be positive integers, got {im['height']!r} x {im['width']!r}"
+    if why is None:
+        try:
+            path = safe_image_path(image_dir, im["file_name"])
+            if check_files and not path.is_file():
+                why = f"image file {path} does not exist"
+        except ValueError as exc:
+            why = str(exc)
+    return why
+
+
+def _load_images(data: dict, image_dir: Path, check_files: bool, f: str, problems: list, notes: list) -> tuple:
+    """Valid images (integer ids) keyed by the file's id, and the file's ids of the refused ones."""
+    imap, id_notes = _id_map(data["images"], "image", f)
+    notes += id_notes
+    images: dict = {}
+    refused: set = set()  # ids of images left out, so their annotations say why
+    for im in data["images"]:
+        iid = im.get("id") if isinstance(im, dict) else None
+        where = f"image id {iid} ({im.get('file_name')!r})" if isinstance(im, dict) else "image entry"
+        why = _check_image(im, images, image_dir, check_files)
+        if why:
+            problems.append(Problem(f, where, why))
+            if isinstance(iid, (int, str)):
+                refused.add(iid)
+        else:
+            images[iid] = {**im, "id": imap[iid] if imap is not None else iid}
+    return images, refused
+
+
+def _check_annotation(a: Any, seen: set, images: dict, refused: set, cats: dict, cmap: dict | None) -> str | None:
+    why = _missing(a, ("id", "image_id", "category_id", "segmentation"))
+    if why is None and not isinstance(a["id"], (int, str)):
+        why = f"annotation id must be an integer or a string, got {a['id']!r}"
+    if why is None and a["id"] in seen:
+        why = "duplicate annotation id"
+    if why is None and not (isinstance(a["image_id"], (int, str)) and a["image_id"] in images):
+        iid = a["image_id"]
+        gone = isinstance(iid, (int, str)) and iid in refused
+        why = "its image was refused (see that image's problem)" if gone else f"unknown image id {iid!r}"
+    cid = a["category_id"] if why is None else None
+    if why is None and (cmap.get(cid) if cmap is not None and isinstance(cid, (int, str)) else cid) not in cats:
+        why = f"unknown category id {cid!r}; known: {sorted(cats) if cmap is None else sorted(cmap, key=str)}"
+    if why is None:
+        im = images[a["image_id"]]
+        segm = a["segmentation"]
+        why = _check_segmentation([segm] if _flat_polygon(segm) else segm, im["height"], im["width"])
+        if why is None and "bbox" in a:
+            why = _check_bbox(a["bbox"], im["height"], im["width"])
+        if why is None and a.get("iscrowd", 0) not in (0, 1, False, True):
+            why = f"iscrowd must be 0 or 1, got {a.get('iscrowd')!r}"
+    return why
+
+
+def _drop_grouping_categories(cats: dict, anns_by_image: dict, f: str, notes: list[Note]) -> dict:
+    """Categories less those that only group others (named as another's supercategory, no annotation)."""
+    used = {a["category_id"] for anns in anns_by_image.values() for a in anns}
+    parents = {c.get("supercategory") for c in cats.values() if c.get("supercategory") != c["name"]}
+    keep = {}
+    for cid, c in cats.items():
+        if c["name"] in parents and cid not in used:
+            notes.append(
+                Note(
+                    f,
+                    f"category id {cid} ({c['name']!r})",
+                    GROUPING_CATEGORY,
+                    "only groups other categories "
+                    "(their supercategory) and has no annotation: left out, so it gets no class",
+                )
+            )
+        else:
+            keep[cid] = c
+    return keep if keep else cats
+
+
 def load_coco(ann_file: str | Path, image_dir: str | Path, check_files: bool = True) -> CocoIndex:
     """Parse and validate a COCO instances file; see the module docstring for what is checked.
 
@@ -147,67 +323,29 @@ def load_coco(ann_file: str | Path, image_dir: str | Path, check_files: bool = T
     data = _read_json(ann_file)
     f = str(ann_file)
     problems: list[Problem] = []
-    cats: dict[int, dict] = {}
-    for c in data["categories"]:
-        why = _missing(c, ("id", "name"))
-        if why is None and c["id"] in cats:
-            why = "duplicate category id"
-        cid = c.get("id") if isinstance(c, dict) else None
-        if why:
-            problems.append(Problem(f, f"category id {cid}", why))
-        else:
-            cats[c["id"]] = c
-    images: dict[int, dict] = {}
-    refused: set = set()  # ids of images left out, so their annotations say why
-    for im in data["images"]:
-        iid = im.get("id") if isinstance(im, dict) else None
-        where = f"image id {iid} ({im.get('file_name')!r})" if isinstance(im, dict) else "image entry"
-        why = _missing(im, ("id", "file_name", "height", "width"))
-        if why is None and iid in images:
-            why = "duplicate image id"
-        if why is None and not (
-            isinstance(im["height"], int) and isinstance(im["width"], int) and im["height"] > 0 and im["width"] > 0
-        ):
-            why = f"height and width must be positive integers, got {im['height']!r} x {im['width']!r}"
-        if why is None:
-            try:
-                path = safe_image_path(image_dir, im["file_name"])
-                if check_files and not path.is_file():
-                    why = f"image file {path} does not exist"
-            except ValueError as exc:
-                why = str(exc)
-        if why:
-            problems.append(Problem(f, where, why))
-            if isinstance(iid, (int, str)):
-                refused.add(iid)
-        else:
-            images[iid] = im
-    anns_by_image: dict[int, list[dict]] = {i: [] for i in images}
+    notes: list[Note] = []
+    cats, cmap = _load_categories(data, f, problems, notes)
+    images, refused = _load_images(data, image_dir, check_files, f, problems, notes)
+    amap, id_notes = _id_map(data["annotations"], "annotation", f)
+    notes += id_notes
+    anns_by_image: dict[int, list[dict]] = {im["id"]: [] for im in images.values()}
     seen: set = set()
     for a in data["annotations"]:
         aid = a.get("id") if isinstance(a, dict) else None
         where = f"annotation id {aid}" + (f" (image id {a.get('image_id')})" if isinstance(a, dict) else "")
-        why = _missing(a, ("id", "image_id", "category_id", "segmentation"))
-        if why is None and aid in seen:
-            why = "duplicate annotation id"
-        if why is None and a["image_id"] not in images:
-            iid = a["image_id"]
-            refused_image = isinstance(iid, (int, str)) and iid in refused
-            why = "its image was refused (see that image's problem)" if refused_image else f"unknown image id {iid}"
-        if why is None and a["category_id"] not in cats:
-            why = f"unknown category id {a['category_id']}; known: {sorted(cats)}"
-        if why is None:
-            im = images[a["image_id"]]
-            why = _check_segmentation(a["segmentation"], im["height"], im["width"])
-            if why is None and "bbox" in a:
-                why = _check_bbox(a["bbox"], im["height"], im["width"])
-            if why is None and a.get("iscrowd", 0) not in (0, 1, False, True):
-                why = f"iscrowd must be 0 or 1, got {a.get('iscrowd')!r}"
-        seen.add(aid)
+        why = _check_annotation(a, seen, images, refused, cats, cmap)
+        if isinstance(aid, (int, str)):
+            seen.add(aid)
         if why:
             problems.append(Problem(f, where, why))
-        else:
-            anns_by_image[a["image_id"]].append(a)
+            continue
+        a = {**a, "id": amap[aid] if amap is not None else aid, "image_id": images[a["image_id"]]["id"]}
+        a["category_id"] = cmap[a["category_id"]] if cmap is not None else a["category_id"]
+        if _flat_polygon(a["segmentation"]):
+            a["segmentation"] = [a["segmentation"]]
+            notes.append(Note(f, where, FLAT_POLYGON, "segmentation is one flat list of numbers: read as one polygon"))
+        anns_by_image[a["image_id"]].append(a)
+    cats = _drop_grouping_categories(cats, anns_by_image, f, notes)
     return CocoIndex(
         ann_file=ann_file,
         image_dir=image_dir,
@@ -215,6 +353,7 @@ def load_coco(ann_file: str | Path, image_dir: str | Path, check_files: bool = T
         anns_by_image=anns_by_image,
         categories=[cats[k] for k in sorted(cats)],
         problems=problems,
+        notes=notes,
     )
 
 

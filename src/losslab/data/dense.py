@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from losslab.data.coco import read_image
+from losslab.data.images import read_image
 from losslab.data.noise import LabelNoise
 from losslab.data.transforms import PhotometricDistort, letterbox_array, letterbox_image
 

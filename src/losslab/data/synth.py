@@ -3,7 +3,9 @@
 Layout (docs/architecture.md): ``ROOT/{train,val}/<id>.png``,
 ``ROOT/annotations/instances_{split}.json`` and, for ``task="dense"``, ``ROOT/{split}_masks/``
 (0/255) and ``ROOT/{split}_depth/`` (16-bit, mm). ``ROOT/synth.json`` records the arguments and
-is written last, so a folder that has it is complete.
+is written last, so a folder that has it is complete. ``layout="cig_butts"`` or ``"roboflow"``
+writes the same scenes as JPEG in that dataset layout (``losslab.data.layout``), so that tests
+read what a real download looks like.
 
 Every image draws from its own generator seeded by ``(seed, split, index)``, so the bytes do
 not depend on the number of worker processes, and the same arguments give the same files.
@@ -26,6 +28,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from losslab.data.cocofile import decode_rle
+from losslab.data.layout import LAYOUTS
 from losslab.data.scene import DIFFICULTIES, SceneOptions, category_names, parse_objects, render_scene
 
 __all__ = ["GENERATOR_VERSION", "SynthConfig", "default_cache_dir", "encode_mask", "ensure_synthetic", "generate"]
@@ -34,6 +37,8 @@ __all__ = ["GENERATOR_VERSION", "SynthConfig", "default_cache_dir", "encode_mask
 GENERATOR_VERSION = 1
 SPLITS = {"train": 0, "val": 1}
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # noisy photos barely compress; favour speed
+_JPEG = [cv2.IMWRITE_JPEG_QUALITY, 95]  # the other layouts are real downloads' JPEGs
+DEFAULT_LAYOUT = "losslab"
 
 
 @dataclass(frozen=True)
@@ -110,20 +115,24 @@ def _stem(index: int) -> str:
     return f"{index:06d}"
 
 
-def _render_one(job: tuple[SynthConfig, str, int, str]) -> tuple[dict, list[dict]]:
+def _render_one(job: tuple[SynthConfig, str, int, str, str]) -> tuple[dict, list[dict]]:
     """Render, write and annotate image ``index`` of ``split`` (runs in a worker process)."""
-    cfg, split, index, root = job
+    cfg, split, index, root, layout = job
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(SPLITS[split], index)))
     opts = SceneOptions(cfg.size, cfg.objects, cfg.categories, cfg.difficulty, dense=cfg.task == "dense")
     scene = render_scene(rng, opts)
     stem, S = _stem(index), cfg.size
     out = Path(root)
-    cv2.imwrite(str(out / split / f"{stem}.png"), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR), _PNG)
+    name = f"{stem}.png" if layout == DEFAULT_LAYOUT else f"{stem}.jpg"
+    image_dir = LAYOUTS[layout].write_paths(out, split)[1]
+    cv2.imwrite(
+        str(image_dir / name), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR), _PNG if name[-3:] == "png" else _JPEG
+    )
     if scene.foreground is not None and scene.depth_mm is not None:
         fg = scene.foreground.astype(np.uint8) * 255
         cv2.imwrite(str(out / f"{split}_masks" / f"{stem}.png"), fg, _PNG)
         cv2.imwrite(str(out / f"{split}_depth" / f"{stem}.png"), scene.depth_mm, _PNG)
-    image = {"id": index + 1, "file_name": f"{stem}.png", "height": S, "width": S}
+    image = {"id": index + 1, "file_name": name, "height": S, "width": S}
     anns = []
     for mask, label in zip(scene.masks, scene.labels, strict=True):
         segm = encode_mask(mask, cfg.segmentation)
@@ -141,13 +150,13 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core already; nested threads only contend
 
 
-def _jobs(cfg: SynthConfig, root: Path) -> Iterator[tuple[SynthConfig, str, int, str]]:
+def _jobs(cfg: SynthConfig, root: Path, layout: str) -> Iterator[tuple[SynthConfig, str, int, str, str]]:
     for split in SPLITS:
         for index in range(getattr(cfg, split)):
-            yield cfg, split, index, str(root)
+            yield cfg, split, index, str(root), layout
 
 
-def _run(cfg: SynthConfig, root: Path, workers: int, progress: bool) -> Iterator[tuple[dict, list[dict]]]:
+def _run(cfg: SynthConfig, root: Path, workers: int, progress: bool, layout: str) -> Iterator[tuple[dict, list[dict]]]:
     """Results in job order, from a pool of ``workers`` processes (or this one)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
@@ -157,19 +166,38 @@ def _run(cfg: SynthConfig, root: Path, workers: int, progress: bool) -> Iterator
     with bar:
         task = bar.add_task(f"synth {cfg.size}px", total=total)
         if workers <= 1:
-            for job in _jobs(cfg, root):
+            for job in _jobs(cfg, root, layout):
                 yield _render_one(job)
                 bar.advance(task)
             return
         # spawn: a clean interpreter per worker (fork after OpenCV/torch threads can deadlock).
         ctx = mp.get_context("spawn")
         with ctx.Pool(workers, initializer=_init_worker) as pool:
-            for result in pool.imap(_render_one, _jobs(cfg, root), chunksize=4):
+            for result in pool.imap(_render_one, _jobs(cfg, root, layout), chunksize=4):
                 yield result
                 bar.advance(task)
 
 
-def generate(out: str | Path, cfg: SynthConfig, workers: int | None = None, progress: bool = True) -> Path:
+def _make_dirs(root: Path, cfg: SynthConfig, layout: str) -> dict[str, Path]:
+    """Create the folders of ``layout``; returns each split's json path."""
+    if layout not in LAYOUTS or layout == "coco2017":
+        raise ValueError(f"layout must be 'losslab', 'cig_butts' or 'roboflow', got {layout!r}")
+    if cfg.task == "dense" and layout != DEFAULT_LAYOUT:
+        raise ValueError(f"task 'dense' writes losslab's own layout only (its masks and depth folders), not {layout!r}")
+    if root.exists() and any(root.iterdir()):
+        raise ValueError(f"output folder {root} is not empty; choose a new folder or delete it first")
+    paths = {s: LAYOUTS[layout].write_paths(root, s) for s in SPLITS}
+    dirs = [p for pair in paths.values() for p in (pair[0].parent, pair[1])]
+    if cfg.task == "dense":
+        dirs += [root / f"{s}_{kind}" for s in SPLITS for kind in ("masks", "depth")]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    return {s: pair[0] for s, pair in paths.items()}
+
+
+def generate(
+    out: str | Path, cfg: SynthConfig, workers: int | None = None, progress: bool = True, layout: str = DEFAULT_LAYOUT
+) -> Path:
     """Write the dataset described by ``cfg`` into ``out`` (created; must be empty or absent).
 
     Args:
@@ -178,19 +206,15 @@ def generate(out: str | Path, cfg: SynthConfig, workers: int | None = None, prog
         workers: worker processes (default: one per CPU core, or this process alone for small
             datasets where starting workers costs more than it saves); 1 renders in this process.
         progress: show a rich progress bar with ETA.
+        layout: ``"losslab"`` (PNG, ``annotations/instances_{split}.json``), ``"cig_butts"`` or
+            ``"roboflow"`` (JPEG, as those downloads are laid out; instance task only).
 
     Returns:
         ``out`` as a ``Path``.
     """
     cfg.validate()
     root = Path(out)
-    if root.exists() and any(root.iterdir()):
-        raise ValueError(f"output folder {root} is not empty; choose a new folder or delete it first")
-    dirs = ["annotations", *SPLITS]
-    if cfg.task == "dense":
-        dirs += [f"{s}_{kind}" for s in SPLITS for kind in ("masks", "depth")]
-    for d in dirs:
-        (root / d).mkdir(parents=True, exist_ok=True)
+    json_paths = _make_dirs(root, cfg, layout)
     if workers is None:
         # Starting a process costs about a second; only worth it when rendering takes longer.
         serial_s = (cfg.train + cfg.val) * (cfg.size / 512) ** 2 * 0.1
@@ -201,16 +225,17 @@ def generate(out: str | Path, cfg: SynthConfig, workers: int | None = None, prog
     ]
     coco: dict[str, dict] = {s: {"images": [], "annotations": [], "categories": categories} for s in SPLITS}
     order = [s for s in SPLITS for _ in range(getattr(cfg, s))]
-    for split, (image, anns) in zip(order, _run(cfg, root, workers, progress), strict=True):
+    for split, (image, anns) in zip(order, _run(cfg, root, workers, progress, layout), strict=True):
         coco[split]["images"].append(image)
         for ann in anns:
             ann["id"] = len(coco[split]["annotations"]) + 1
             coco[split]["annotations"].append(ann)
     info = {"description": "losslab synthetic cigarette butts", "generator_version": GENERATOR_VERSION}
+    extra = {} if layout == DEFAULT_LAYOUT else {"layout": layout}  # the default's bytes stay as they were
     for split, data in coco.items():
-        data = {"info": info | {"split": split, **asdict(cfg)}, **data}
-        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(data, separators=(",", ":")))
-    record = {**asdict(cfg), "generator_version": GENERATOR_VERSION}
+        data = {"info": info | {"split": split, **asdict(cfg)} | extra, **data}
+        json_paths[split].write_text(json.dumps(data, separators=(",", ":")))
+    record = {**asdict(cfg), "generator_version": GENERATOR_VERSION} | extra
     (root / "synth.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     return root
 

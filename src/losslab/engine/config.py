@@ -21,6 +21,7 @@ from losslab.config import apply_overrides, config_to_dict, suggest
 from losslab.models.registry import get_model_info
 
 __all__ = [
+    "DATA_FILE_KEYS",
     "SYNTH_KEYS",
     "RunConfig",
     "TrainConfig",
@@ -33,6 +34,8 @@ __all__ = [
 #: The synthetic generator's arguments (``losslab.data.ensure_synthetic``) and the trainer keys
 #: that carry them.
 SYNTH_KEYS = {"train": "synth_train", "val": "synth_val", "size": "synth_size", "seed": "synth_seed"}
+#: The trainer keys that name a split's files explicitly (any COCO json + image folder pair).
+DATA_FILE_KEYS = ("train_json", "train_images", "val_json", "val_images")
 
 
 @dataclass
@@ -41,7 +44,10 @@ class TrainConfig:
 
     Attributes:
         model: preset name (``losslab models list``).
-        data: ``"synthetic"`` or a dataset folder (``ROOT/train``, ``ROOT/val``, ``ROOT/annotations``).
+        data: ``"synthetic"`` or a dataset folder in any layout ``losslab.data.resolve_splits`` knows
+            (losslab's, the Cigarette Butts download, a Roboflow COCO export, COCO 2017).
+        train_json, train_images, val_json, val_images: explicit COCO json and image folder of a
+            split, replacing what the layout of ``data`` says (or standing alone); empty = unused.
         synth_train, synth_val, synth_size, synth_seed: the synthetic generator's arguments,
             used when ``data == "synthetic"`` (cached under ``cache_dir``).
         cache_dir: where synthetic datasets are kept; empty means ``losslab.data``'s default
@@ -80,6 +86,10 @@ class TrainConfig:
 
     model: str = "yolact_tiny"
     data: str = "synthetic"
+    train_json: str = ""
+    train_images: str = ""
+    val_json: str = ""
+    val_images: str = ""
     synth_train: int = 200
     synth_val: int = 50
     synth_size: int = 256

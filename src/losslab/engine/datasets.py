@@ -3,18 +3,21 @@ splits at the model's input size, with the collate function of the task."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
 
-from losslab.data import build_dataset, collate_instances, ensure_synthetic
+from losslab.data import DatasetSplits, build_dataset, collate_instances, ensure_synthetic, resolve_splits
 from losslab.data.noise import LabelNoise, make_label_noise
-from losslab.engine.config import TrainConfig, synthetic_args
+from losslab.engine.config import DATA_FILE_KEYS, TrainConfig, synthetic_args
 from losslab.engine.distributed import barrier, broadcast_object, is_main_process
 
 __all__ = ["build_datasets", "build_split", "dataset_root", "synthetic_root"]
+
+log = logging.getLogger("losslab.engine")
 
 
 def synthetic_root(cfg: TrainConfig, task: str, progress: bool = False) -> Path:
@@ -22,26 +25,31 @@ def synthetic_root(cfg: TrainConfig, task: str, progress: bool = False) -> Path:
     return ensure_synthetic(cfg.cache_dir or None, task=task, progress=progress, **synthetic_args(cfg))
 
 
-def dataset_root(cfg: TrainConfig, task: str, progress: bool = False) -> Path:
-    """The dataset folder of ``cfg.data``; ``"synthetic"`` generates it once (cached) from ``synth_*``.
+def dataset_root(cfg: TrainConfig, task: str, progress: bool = False) -> DatasetSplits:
+    """The splits of ``cfg.data`` as ``losslab.data.resolve_splits`` finds them (any known layout,
+    or the explicit ``train_json`` / ``train_images`` / ``val_json`` / ``val_images``);
+    ``"synthetic"`` generates the dataset once (cached) from ``synth_*``.
 
     Under torchrun one process generates the synthetic data; the others wait and reuse the cache.
 
     Raises:
-        ValueError: ``data`` is neither ``"synthetic"`` nor an existing folder.
+        ValueError: no layout fits ``data`` (every path tried is listed), or a key names a missing file.
     """
-    if cfg.data != "synthetic":
-        root = Path(cfg.data).expanduser()
-        if not root.is_dir():
-            raise ValueError(f"data={cfg.data!r} is neither 'synthetic' nor an existing dataset folder")
-        return root
-    root = synthetic_root(cfg, task, progress) if is_main_process() else None
-    barrier()
-    return Path(broadcast_object(root))
+    keys = {k: getattr(cfg, k) for k in DATA_FILE_KEYS}
+    data = "" if cfg.data == "synthetic" and all(keys.values()) else cfg.data  # explicit files alone
+    if data == "synthetic":
+        root = synthetic_root(cfg, task, progress) if is_main_process() else None
+        barrier()
+        data = str(broadcast_object(root))
+    splits = resolve_splits(data, **keys)
+    log.info("data: %s", splits.describe())
+    if progress and is_main_process():
+        print(f"data: {splits.describe()}", flush=True)
+    return splits
 
 
 def build_split(
-    root: Path,
+    root: Path | DatasetSplits,
     split: str,
     task: str,
     size: int,

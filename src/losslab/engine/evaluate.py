@@ -392,7 +392,8 @@ def evaluate_model(
     The model's train/eval mode is restored afterwards.
     """
     if task == "instance":
-        evaluator: Any = InstanceEvaluator(dataset.ann_file, dataset.label_to_cat)
+        # the json as the dataset read it (integer ids, flat polygons wrapped), else the file itself
+        evaluator: Any = InstanceEvaluator(getattr(dataset, "gt", dataset.ann_file), dataset.label_to_cat)
     else:
         evaluator = DenseEvaluator()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn, num_workers=workers)

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from losslab.data.coco import read_image
+from losslab.data.images import read_image
 from losslab.data.transforms import letterbox_image
 from losslab.engine import checkpoint as ckpt
-from losslab.engine.config import RunConfig, resolve_run_config
+from losslab.engine.config import DATA_FILE_KEYS, RunConfig, resolve_run_config
 from losslab.engine.datasets import build_split, dataset_root
 from losslab.engine.evaluate import evaluate_model
 from losslab.engine.overlay import render_prediction, write_png
@@ -64,10 +64,12 @@ def model_from_checkpoint(
 
 
 def evaluate_checkpoint(
-    path: str | Path, data: str, split: str = "val", device: torch.device | str = "cpu", batch_size: int = 8
+    path: str | Path, data: str = "", split: str = "val", device: torch.device | str = "cpu", batch_size: int = 8
 ) -> dict[str, dict[str, float]]:
-    """The metrics of a checkpoint on one split of ``data`` (a folder, or ``"synthetic"``: the
-    synthetic dataset of the run's own ``synth_*`` keys).
+    """The metrics of a checkpoint on one split of ``data``: a dataset folder in any layout,
+    ``"synthetic"`` (the synthetic dataset of the run's own ``synth_*`` keys), or ``""`` for the
+    run's own data (its explicit ``*_json`` / ``*_images`` files included). A new ``data`` drops
+    the run's explicit files, so that they cannot shadow it.
 
     Raises:
         ValueError: not a losslab checkpoint, or a dataset that cannot be read.
@@ -75,7 +77,8 @@ def evaluate_checkpoint(
     """
     model, state = model_from_checkpoint(path, device)
     run = stored_run_config(state, path)
-    root = dataset_root(replace(run.train, data=data), model.task)
+    train = run.train if not data else replace(run.train, data=data, **dict.fromkeys(DATA_FILE_KEYS, ""))
+    root = dataset_root(train, model.task)
     dataset, collate_fn = build_split(root, split, model.task, int(model.config.input_size), False)
     return evaluate_model(model, dataset, model.task, device, batch_size, collate_fn).metrics
 

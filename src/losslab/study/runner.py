@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from losslab.engine.config import resolve_run_config, synthetic_args
+from losslab.engine.config import DATA_FILE_KEYS, resolve_run_config, synthetic_args
 from losslab.study.executors import InlineExecutor, ProcessExecutor, RunFn, last_step, write_returned_files
 from losslab.study.spec import RunSpec, StudySpec, canonical_json
 from losslab.study.store import StudyStore
@@ -56,14 +56,27 @@ def default_run_fn() -> RunFn:
 
 
 def resolve_data(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The run config with a dataset folder made absolute (workers may run elsewhere)."""
+    """The run config with its dataset folder and explicit data files made absolute (workers may
+    run elsewhere).
+
+    Raises:
+        ValueError: a dataset folder or data file that does not exist (checked before any run).
+    """
+    out = dict(config)
     data = str(config.get(DATA_KEY, "synthetic"))
-    if data == "synthetic":
-        return dict(config)
-    path = Path(data).expanduser()
-    if not path.is_dir():
-        raise ValueError(f"dataset path {data!r} is not a folder (expected ROOT/train, ROOT/val, ROOT/annotations)")
-    return {**config, DATA_KEY: str(path.resolve())}
+    if data != "synthetic":
+        path = Path(data).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"dataset path {data!r} is not a folder (`losslab data check {data}` says what it needs)")
+        out[DATA_KEY] = str(path.resolve())
+    for key in DATA_FILE_KEYS:
+        value = str(config.get(key) or "")
+        if value:
+            path = Path(value).expanduser()
+            if not path.exists():
+                raise ValueError(f"{key}={value!r} does not exist")
+            out[key] = str(path.resolve())
+    return out
 
 
 def pregenerate_synthetic(runs: list[RunSpec]) -> None:
