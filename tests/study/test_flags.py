@@ -28,6 +28,7 @@ from losslab.study.flags import (
     run_health,
 )
 from losslab.study.report import print_tables, write_report
+from losslab.study.status import status_table
 from losslab.study.store import StudyStore
 from losslab.study.tables import collect
 
@@ -134,3 +135,12 @@ def test_flags_reach_results_csv_every_table_and_the_printed_table(flagged):
     for name in (COLLAPSED, STILL_FALLING, STEPS_SKIPPED):
         assert name in printed
     assert "paired t-test over 2 seeds" in printed and "Holm" in printed
+
+
+def test_status_table_flags_the_done_runs(flagged):
+    table, _ = status_table(flagged)
+    console = Console(width=250, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert text.count("steps skipped (7 of 50)") == 2 and text.count("still falling") == 2
+    assert "collapsed (mask AP 0.00" in text

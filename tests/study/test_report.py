@@ -147,7 +147,11 @@ def test_reproduce_block_and_runs_table(stored_study):
     runs = md.split("## Runs")[1].split("\n## ")[0]
     with StudyStore(stored_study / "study.db") as store:
         first = store.runs()[0]
-    assert f"[{first['run_id']}](runs/{first['run_id']}/)" in runs and runs.count("| done |") == 6 and runs.count("| failed |") == 3
+    assert (
+        f"[{first['run_id']}](runs/{first['run_id']}/)" in runs
+        and runs.count("| done |") == 6
+        and runs.count("| failed |") == 3
+    )
 
 
 def test_command_names_a_builtin_study_when_the_spec_is_one(tmp_path):
@@ -179,3 +183,11 @@ def test_one_seed_falls_back_to_a_labelled_bootstrap_and_drops_empty_columns(tmp
     summary = md.split("## Summary")[1].split("\n## ")[0]
     assert "1 seed: bootstrap over 6 images" in summary and "1 seed: intervals cover image sampling" in summary
     assert "| flags |" in mask and "1 seed" in mask
+
+
+def test_mark_best_compares_what_the_table_shows():
+    rows = [[Cell(0.004)], [Cell(0.0)], [Cell(12.344)], [Cell(12.341)], [Cell(10.0)]]
+    mark_best(rows[:2], ["AP"])
+    assert not rows[0][0].bold and not rows[1][0].bold  # 0.00 and 0.00: no best
+    mark_best(rows[2:], ["AP"])
+    assert rows[2][0].bold and rows[3][0].bold and not rows[4][0].bold  # both show 12.34

@@ -36,6 +36,7 @@ __all__ = [
     "COLLAPSE_BOX_AP",
     "COLLAPSE_MASK_AP",
     "LOSS_RISING",
+    "MIN_PLATEAU_POINTS",
     "ONE_SEED",
     "PLATEAU_FRACTION",
     "PLATEAU_TOLERANCE",

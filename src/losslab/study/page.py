@@ -132,8 +132,8 @@ def _figure(fig: Figure, wide: bool) -> str:
 
 
 def _figures(figures: Sequence[Figure]) -> str:
-    # A picture wider than two columns' worth (the sample grid, the loss catalogue) spans the row.
-    parts = [_figure(f, wide=(_image_size(f.path) or (0, 0))[0] > 1000) for f in figures]
+    # A picture wider than one column (the sample grid, the loss catalogue) spans the row.
+    parts = [_figure(f, wide=(_image_size(f.path) or (0, 0))[0] > 780) for f in figures]
     return f"<div class='figs'>{''.join(parts)}</div>"
 
 

@@ -85,8 +85,8 @@ def plot_curves(
             if raw:
                 ax.plot(steps, values, color=colors[label], linewidth=0.6, alpha=0.25)
                 values = smooth(values, smoothing_window(len(values)))
-            ax.plot(steps, values, color=colors[label], label=label, linewidth=1.5, marker="o" if markers else None,
-                    markersize=3)  # fmt: skip
+            marker = "o" if markers else None
+            ax.plot(steps, values, color=colors[label], label=label, linewidth=1.5, marker=marker, markersize=3)
         ax.set_xlabel("iteration")
         ax.set_ylabel(name)
         ax.set_title(name)

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import csv
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
-from losslab.study import plots
-from losslab.study.document import Block, Figure, TableView, flags_text, format_cell, render_markdown, tex_table
+from losslab.study.document import Block, TableView, flags_text, format_cell, render_markdown, tex_table
+from losslab.study.figures import make_plots
 from losslab.study.flags import COLLAPSE_BOX_AP, COLLAPSE_MASK_AP, PLATEAU_FRACTION, PLATEAU_TOLERANCE
 from losslab.study.page import render_html
 from losslab.study.reproduce import config_grid, environment, grid_axes, runs_grid
-from losslab.study.runner import run_dir_of
 from losslab.study.store import StudyStore
 from losslab.study.summary import config_lines, main_table, summary_items, table_note
 from losslab.study.tables import StudyResults, Table, build_tables, collect
@@ -86,7 +84,7 @@ def _result_blocks(results: StudyResults, tables: list[Table]) -> list[Block]:
     flags = {cfg.label: results.flags_of(cfg) for cfg in results.configs}
     blocks = []
     for table in tables:
-        view = TableView(table, results.spec.baseline, flags, table_note(results, table))
+        view = TableView(table, results.spec.baseline, flags, table_note(results, table, tables[0]))
         blocks += [Block("h2", table.title, anchor=table.key), Block("results", view)]
     return blocks
 
@@ -98,10 +96,10 @@ def _method_notes(results: StudyResults) -> list[str]:
             notes.append(f"'{cfg.label}' is the same configuration as '{cfg.alias_of}': its numbers are those runs.")
     notes += [
         f"Converged / still falling: a least-squares line through the total training loss that metrics.csv "
-        f"logged over the last {PLATEAU_FRACTION:.0%} of a run's iterations; its slope is given relative to the "
-        f"mean loss there, per 1000 iterations, with its 95 % t-interval. A run has converged when the fitted "
-        f"line falls by less than {PLATEAU_TOLERANCE:.0%} of that mean across the window, or the interval covers "
-        "zero; it is still falling otherwise (results.csv: loss_slope, loss_fall, converged).",
+        f"logged over the last {100 * PLATEAU_FRACTION:.0f} % of a run's iterations; its slope is given relative "
+        "to the mean loss there, per 1000 iterations, with its 95 % t-interval. A run has converged when the "
+        f"fitted line falls by less than {100 * PLATEAU_TOLERANCE:.0f} % of that mean across the window, or the "
+        "interval covers zero; it is still falling otherwise (results.csv: loss_slope, loss_fall, converged).",
         f"Collapsed: mean mask AP over seeds below {COLLAPSE_MASK_AP:g} while box AP is at least "
         f"{COLLAPSE_BOX_AP:g}. Steps skipped: steps the trainer skipped for a non-finite loss "
         "(result.json's skipped_steps, the run folder's skipped_steps.csv).",
@@ -147,9 +145,14 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
         blocks += _result_blocks(results, tables)
         blocks += [Block("h2", "Runs", anchor="runs"), Block("grid", runs_grid(results, out_dir))]
         blocks += _failed_blocks(results)
-        blocks += [Block("h2", "Reproduce", anchor="reproduce"), Block("grid", environment(results, out_dir)),
-                   Block("p", "Base config of every run:"), Block("grid", config_grid(results)),
-                   Block("p", "What each configuration sets:"), Block("grid", grid_axes(results))]  # fmt: skip
+        blocks += [
+            Block("h2", "Reproduce", anchor="reproduce"),
+            Block("grid", environment(results, out_dir)),
+            Block("p", "Base config of every run:"),
+            Block("grid", config_grid(results)),
+            Block("p", "What each configuration sets:"),
+            Block("grid", grid_axes(results)),
+        ]
         blocks += [Block("h2", "Method and notes", anchor="notes"), Block("list", _method_notes(results))]
         if figures:
             blocks += [Block("h2", "Plots", anchor="plots"), Block("figures", list(figures.values()))]
@@ -159,119 +162,6 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
         files.update({n: out_dir / n for n in ("report.md", "report.html", "table.tex")})
         files.update({f"plots/{f.path.name}": f.path for f in figures.values()})
         return files
-
-
-def make_plots(results: StudyResults, plot_dir: Path) -> dict[str, Figure]:
-    """The figures the stored data allows, with their captions (see ``losslab.study.plots``)."""
-    from losslab.study.curves import eval_curves, loss_panels, pr_curves
-
-    def run_dir(run_id: str) -> Path:
-        return run_dir_of(results.store.path.parent, run_id)
-
-    made: dict[str, Figure | None] = {}
-    panels = loss_panels(results)
-    n = max((len(c) for curves in panels.values() for c in curves.values()), default=0)
-    made["loss_curves"] = _figure(
-        plots.plot_curves(panels, plot_dir / "loss_curves.png", "training loss, mean over seeds"),
-        f"Training loss by iteration, mean over seeds: a moving average over {plots.smoothing_window(n)} logged "
-        "points, the raw values faint behind. Each loss has its own scale: compare where a curve flattens, not "
-        "its height against another loss's.",
-    )
-    label, curves = eval_curves(results, run_dir)
-    made["val_ap"] = _figure(
-        plots.plot_curves({f"validation {label}": curves}, plot_dir / "val_ap.png", raw=False, markers=True),
-        f"Validation {label} at each intermediate evaluation (eval_every) and at the end, mean over seeds: a "
-        "curve still rising at its last point has not finished learning.",
-    )
-    made["ap_vs_iou"] = _figure(
-        plots.plot_ap_vs_iou(_ap_series(results), plot_dir / "ap_vs_iou.png"),
-        "AP at each IoU threshold, mean over seeds: where the losses differ, at the loose or the strict "
-        "thresholds (the y axis spans the values reached).",
-    )
-    made["pr_curves"] = _figure(
-        plots.plot_pr_curves(pr_curves(results), plot_dir / "pr_curves.png", "mask PR at IoU 0.5"),
-        "Mask precision against recall at IoU 0.5, each configuration's first seed.",
-    )
-    made["samples"] = _sample_figure(results, plot_dir, run_dir)
-    made["losses"] = _catalogue_picture(results, plot_dir / "losses.png")
-    return {k: v for k, v in made.items() if v is not None}
-
-
-def _figure(path: Path | None, caption: str) -> Figure | None:
-    return Figure(path, caption) if path is not None else None
-
-
-def _sample_figure(results: StudyResults, plot_dir: Path, run_dir: Any) -> Figure | None:
-    from losslab.study.curves import sample_images
-    from losslab.study.samples import make_sample_grid
-
-    samples = sample_images(results, run_dir)
-    first = next((c for c in results.configs if c.label in samples), None)
-    if first is None:
-        return None
-    seed = min(first.metrics)
-    # Instance models report COCO segm metrics; dense ones mask IoU / Dice.
-    task = "instance" if any(k.startswith("segm.") for k in first.metrics[seed]) else "dense"
-    grid = make_sample_grid(samples, run_dir(first.run_ids[seed]), plot_dir / "samples.jpg", seed, task)
-    if grid is None:
-        return None
-    if grid.task != "instance":
-        what = "the predicted mask (sigmoid > 0.5) in colour, the ground truth's outline in white"
-    elif grid.threshold is not None:
-        what = f"detections with score ≥ {grid.threshold:.2f} (masks at 0.5), each with its class and score"
-    else:
-        what = "the trainer's drawn detections"
-    if grid.ground_truth:
-        truth = (
-            "The top row is the ground truth (green, outlined): a blank picture below it is a miss, not an empty image."
-        )
-    else:
-        truth = f"No ground-truth row ({grid.note})." if grid.note else ""
-    ids = ", ".join(map(str, grid.image_ids))
-    caption = (
-        f"Sample predictions on validation images {ids} (those holding an object first), one row per "
-        f"configuration, from its seed-{grid.seed} run: {what}. {truth}"
-    )
-    return Figure(grid.path, caption.strip())
-
-
-def _ap_series(results: StudyResults) -> dict[str, dict[str, list[float | None]]]:
-    out: dict[str, dict[str, list[float | None]]] = {}
-    for kind, group in (("mask", "segm"), ("box", "bbox")):
-        rows = {}
-        for cfg in results.configs:
-            values = [cfg.interval(f"{group}.{ap}").mean for ap in _AP]
-            if any(not math.isnan(v) for v in values):
-                rows[cfg.label] = [None if math.isnan(v) else v for v in values]
-        if rows:
-            out[kind] = rows
-    return out
-
-
-def _catalogue_picture(results: StudyResults, path: Path) -> Figure | None:
-    """The loss catalogue's loss/gradient picture of the study's mask losses (if the catalogue has one)."""
-    names: dict[str, str] = {}
-    for cfg in results.configs:
-        spec = cfg.config.get("mask_loss")
-        if isinstance(spec, str) and spec not in names:
-            names[spec] = cfg.label
-    if not names:
-        return None
-    try:
-        from losslab.losses.plot import plot_losses
-    except ImportError:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # equivalences are already in the report's notes
-            drawn = Path(plot_losses(list(names), path, title="the study's mask losses"))
-    except (ValueError, RuntimeError):
-        return None
-    legend = "; ".join(f"{spec} = {label}" for spec, label in names.items())
-    return Figure(drawn, f"The study's mask losses from the catalogue, by spec ({legend}): the loss of one pixel "
-                         "and its gradient against the predicted probability, and the loss as a predicted disk "
-                         "slides off its target.")  # fmt: skip
 
 
 #: The columns of the terminal summary: (table key, column name, header).

@@ -40,12 +40,15 @@ def git_commit() -> str:
     """``"a73d3a3 (+ local changes)"`` of the source tree losslab runs from, or ``"unknown (...)"``."""
     import losslab
 
-    here = Path(losslab.__file__).resolve().parent
+    here = str(Path(losslab.__file__).resolve().parent)
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", here, *args], capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout.strip()
+
     try:
-        head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+        head = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown (losslab is not running from a git checkout)"
     return head + (" (+ local changes)" if dirty else "")

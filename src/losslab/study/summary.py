@@ -13,7 +13,9 @@ from losslab.study.flags import (
     COLLAPSE_BOX_AP,
     COLLAPSE_MASK_AP,
     COLLAPSED,
+    MIN_PLATEAU_POINTS,
     ONE_SEED,
+    PLATEAU_FRACTION,
     STEPS_SKIPPED,
     STILL_FALLING,
 )
@@ -77,8 +79,10 @@ def headline(results: StudyResults, table: Table) -> str:
             f"No verdicts against {base}: a comparison needs two seeds, or one seed with per-image scores "
             "(run with --seeds 3)."
         )
-    parts = [f"Better than {base} on {metric}: {_names(groups[BETTER])}" if groups[BETTER] else
-             f"No configuration beat {base} on {metric}"]  # fmt: skip
+    if groups[BETTER]:
+        parts = [f"Better than {base} on {metric}: {_names(groups[BETTER])}"]
+    else:
+        parts = [f"No configuration beat {base} on {metric}"]
     if groups[WORSE]:
         parts.append(f"worse: {_names(groups[WORSE])}")
     if groups[NO_EVIDENCE]:
@@ -118,10 +122,35 @@ def _labels_with(results: StudyResults, name: str) -> list[str]:
     return [c.label for c in results.configs if not c.alias_of and any(f.name == name for f in results.flags_of(c))]
 
 
-def warnings_of(results: StudyResults) -> list[str]:
-    """The flags, gathered: smoke-test budget, collapsed masks, curves still falling, one seed, skipped
-    steps, unfinished runs."""
-    out = []
+def _untrained(results: StudyResults, table: Table | None) -> str:
+    """A warning when no configuration's main metric reached what "collapsed" calls near zero."""
+    if table is None or table.key != "segm":
+        return ""
+    main = table.metrics.index("segm.AP")
+    means = [cells[main].mean for _, cells in table.rows if cells[main] is not None]
+    if not means or max(means) >= COLLAPSE_MASK_AP:
+        return ""
+    return (
+        f"No configuration reached mask AP {COLLAPSE_MASK_AP:g} at this budget: the comparisons are between models "
+        "that have not learned masks yet."
+    )
+
+
+def _unmeasured(results: StudyResults) -> str:
+    healths = list(results.health.values())
+    unknown = [h for h in healths if h.plateau is None or h.plateau.converged is None]
+    if not unknown:
+        return ""
+    return (
+        f"Plateau not measured for {len(unknown)} of {len(healths)} runs: fewer than {MIN_PLATEAU_POINTS} logged "
+        f"losses in their last {100 * PLATEAU_FRACTION:.0f} % of iterations (lower log_every)."
+    )
+
+
+def warnings_of(results: StudyResults, table: Table | None = None) -> list[str]:
+    """The flags, gathered: nothing learned, smoke-test budget, curves still falling or not measured,
+    collapsed masks, one seed, skipped steps, unfinished runs (``table``: the main results table)."""
+    out = [w for w in (_untrained(results, table),) if w]
     falling = _labels_with(results, STILL_FALLING)
     base = next((c for c in results.configs if c.label == results.spec.baseline), None)
     if base is not None and base.label in falling:
@@ -130,7 +159,8 @@ def warnings_of(results: StudyResults) -> list[str]:
             "every number here may change with more iterations."
         )
     if falling:
-        out.append(f"Still falling over the last 20 % of iterations: {_names(falling)}.")
+        out.append(f"Still falling over the last {100 * PLATEAU_FRACTION:.0f} % of iterations: {_names(falling)}.")
+    out += [w for w in (_unmeasured(results),) if w]
     collapsed = _labels_with(results, COLLAPSED)
     if collapsed:
         out.append(
@@ -187,15 +217,28 @@ def summary_items(results: StudyResults, tables: Sequence[Table]) -> list[str]:
     """The summary box: the verdict, the warnings, the budget."""
     table = main_table(tables)
     first = headline(results, table) if table else "No results yet: no run is done."
-    return [first, *warnings_of(results), budget_line(results), f"Report written {time.strftime('%Y-%m-%d %H:%M %Z')}."]
+    return [
+        first,
+        *warnings_of(results, table),
+        budget_line(results),
+        f"Report written {time.strftime('%Y-%m-%d %H:%M %Z')}.",
+    ]
 
 
-def table_note(results: StudyResults, table: Table) -> str:
-    """What the table's columns, intervals, marks and "vs" column mean."""
+def table_note(results: StudyResults, table: Table, first: Table | None = None) -> str:
+    """What the table's columns, intervals, marks and "vs" column mean; after the ``first`` table
+    (which explains them in full) only its columns and what differs."""
     base = results.spec.baseline
     cells = [c for _, cells in table.rows for c in cells if c is not None]
     seeds = max((c.n for c in cells), default=0)
     parts = [_COLUMN_MEANING.get(table.key, "")]
+    if first is not None and first is not table:
+        parts.append(f"Intervals, bold, grey and ▲/▼ as in the {first.title} table.")
+        if not table.compared and any(c.baseline for c in results.configs):
+            parts.append("No 'vs' column: with one seed, the runs store per-image scores for mask AP only.")
+        elif table.compared:
+            parts.append(f"vs {base}: {method_of(table, base)}.")
+        return " ".join(p for p in parts if p)
     parts.append(
         f"Each number is the mean over {seeds} seeds ± the half-width of its 95 % t-interval."
         if seeds >= 2

@@ -222,15 +222,16 @@ def compare_column(results: StudyResults, metric: str) -> dict[str, Comparison |
 
 
 def mark_best(rows: list[list[Cell | None]], metrics: list[str]) -> None:
-    """Set ``bold`` on the best cell(s) of each column; a column where every configuration ties
-    (at this budget often all 0.00) has no best and stays plain."""
+    """Set ``bold`` on the best cell(s) of each column, compared as shown (two decimals); a column
+    where every configuration ties as shown (at this budget often all 0.00) has no best and stays
+    plain."""
     for j, metric in enumerate(metrics):
-        means = [cells[j].mean for cells in rows if cells[j] is not None]
+        means = [round(cells[j].mean, 2) for cells in rows if cells[j] is not None]
         if not means or (len(means) > 1 and min(means) == max(means)):
             continue
         best = min(means) if lower_is_better(metric) else max(means)
         for cells in rows:
-            if cells[j] is not None and cells[j].mean == best:
+            if cells[j] is not None and round(cells[j].mean, 2) == best:
                 cells[j].bold = True
 
 
