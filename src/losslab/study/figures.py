@@ -140,7 +140,7 @@ def _catalogue_picture(results: StudyResults, path: Path) -> Figure | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # equivalences are already in the report's notes
-            drawn = Path(plot_losses(list(names), path, title="the study's mask losses"))
+            drawn = plots.to_palette_png(Path(plot_losses(list(names), path, title="the study's mask losses")), path)
     except (ValueError, RuntimeError):
         return None
     legend = "; ".join(f"{spec} = {label}" for spec, label in names.items())

@@ -21,6 +21,7 @@ __all__ = [
     "plot_pr_curves",
     "smooth",
     "smoothing_window",
+    "to_palette_png",
 ]
 
 #: COCO's IoU thresholds, as the report's AP50 ... AP95 columns.
@@ -153,16 +154,22 @@ def plot_pr_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: Pa
     return _save(fig, path)
 
 
-def _save(fig, path: Path, dpi: int = 100) -> Path:
-    """Save as a palette PNG: 256 colours hold a line plot, at a third of an RGBA PNG's size."""
+def to_palette_png(source: Path | io.BytesIO, path: Path) -> Path:
+    """Write ``source`` (a PNG) as a 256-colour palette PNG without alpha: a line plot looks the same
+    at a third of an RGBA PNG's size."""
     from PIL import Image
 
+    with Image.open(source) as image:
+        palette = image.convert("RGB").quantize(256, dither=Image.Dither.NONE)
+    palette.save(path, optimize=True)
+    return path
+
+
+def _save(fig, path: Path, dpi: int = 100) -> Path:
     plt = _pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=dpi, format="png", facecolor="white")
     plt.close(fig)
     buffer.seek(0)
-    with Image.open(buffer) as image:
-        image.convert("RGB").quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
-    return path
+    return to_palette_png(buffer, path)

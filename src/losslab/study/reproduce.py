@@ -123,10 +123,24 @@ def environment(results: StudyResults, out_dir: Path) -> Grid:
             f"{_cpu()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()} "
             "(where this report was written)",
         ],
+        ["device", _device(results)],
         ["threads per run", _threads(results)],
         ["FPS", fps_conditions(results)],
     ]
     return Grid(["", ""], rows)
+
+
+def _device(results: StudyResults) -> str:
+    from losslab.engine.config import TrainConfig
+
+    try:
+        import torch
+
+        cuda = "available" if torch.cuda.is_available() else "not available"
+    except ImportError:
+        cuda = "unknown"
+    configured = _run_values(results, "device", TrainConfig().device)
+    return f"{configured} (the run config's; auto: CUDA when available); CUDA {cuda} where this report was written"
 
 
 #: Run config keys that may hold a run's torch thread count.
