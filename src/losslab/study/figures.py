@@ -43,7 +43,7 @@ def _loss_figures(results: StudyResults, plot_dir: Path) -> dict[str, Figure | N
     for name, curves in panels.items():
         total = name == "total loss"
         path = plot_dir / ("loss_curves.png" if total else "loss_mask.png")
-        what = "Training loss by iteration" if total else f"The mask term of the training loss ({name})"
+        what = "Training loss by iteration" if total else f"The {name} by iteration"
         caption = (
             f"{what}, {smoothing}. Each loss has its own scale: compare where a curve flattens, not its height "
             "against another loss's."

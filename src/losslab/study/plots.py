@@ -59,7 +59,7 @@ def _legend_below(fig, axes, n: int) -> None:
     """One legend for the figure, under its panels: off the data, whatever the curves do."""
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(n, 3), fontsize=8, frameon=False)
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(n, 3), fontsize=9, frameon=False)
 
 
 def plot_curves(
