@@ -59,3 +59,10 @@ def test_grid_without_ground_truth_says_why(run_dir, tmp_path):
     assert grid is not None and not grid.ground_truth and grid.note.startswith("ground truth unavailable")
     dense = make_sample_grid(samples, run_dir, tmp_path / "dense.jpg", seed=0, task="dense")
     assert dense is not None and not dense.ground_truth and dense.threshold is None and dense.note == ""
+
+
+def test_ground_truth_from_explicit_val_files(run_dir, tmp_path):
+    data = tmp_path / "data"
+    keys = {"val_json": str(data / "annotations" / "instances_val.json"), "val_images": str(data / "val")}
+    (run_dir / "config.yaml").write_text(json.dumps({"train": {"data": "synthetic", **keys}, "model": {}}))
+    assert load_ground_truth(run_dir, [1, 3]).objects == {1: 1, 3: 0}  # not the synthetic dataset

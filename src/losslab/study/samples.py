@@ -1,7 +1,8 @@
 """The report's grid of sample predictions (the paper's Fig. 3), with the ground truth on top.
 
 Rows: the ground truth of each validation image (drawn here from the val split, loaded through
-``losslab.data.build_dataset`` as the run folder's ``config.yaml`` names it), then one row per
+``losslab.data`` as the run folder's ``config.yaml`` names it: ``val_json`` / ``val_images``, a ``data``
+folder, or the synthetic dataset of its ``synth_*`` keys), then one row per
 configuration: its run's ``samples/<image_id>.png`` as the trainer drew it (detections at or above
 the overlay's score threshold). Columns: the same validation images for every row, those holding an
 object first, each headed by its image id and object count. Labels sit inside the picture (a label
@@ -93,16 +94,23 @@ def _dataset_root(train: Mapping[str, Any], task: str) -> Path:
     return Path(ensure_synthetic(train.get("cache_dir") or None, task=task, progress=False, **args))
 
 
+def _val_split(train: Mapping[str, Any]) -> Any:
+    """The run's val split: the explicit ``val_json`` / ``val_images`` where the config names them,
+    else the val split of ``data`` (a folder, or the synthetic dataset of the ``synth_*`` keys)."""
+    from losslab.data import CocoInstances, build_dataset
+
+    if train.get("val_json"):
+        return CocoInstances(train["val_json"], train.get("val_images") or Path(train["val_json"]).parent)
+    return build_dataset(_dataset_root(train, "instance"), "val", task="instance")
+
+
 def load_ground_truth(run_dir: Path, image_ids: Sequence[int]) -> GroundTruth:
     """The val images ``image_ids`` of the run's dataset with their ground-truth masks drawn.
 
     Raises:
         ValueError: the run folder has no readable config, or its dataset has no val split.
     """
-    from losslab.data import build_dataset
-
-    train = _run_config(run_dir)
-    dataset: Any = build_dataset(_dataset_root(train, "instance"), "val", task="instance")
+    dataset = _val_split(_run_config(run_dir))
     index = {int(info["id"]): i for i, info in enumerate(dataset.images)}
     pictures, objects = {}, {}
     for image_id in image_ids:
