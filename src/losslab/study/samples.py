@@ -6,7 +6,8 @@ folder, or the synthetic dataset of its ``synth_*`` keys), then one row per
 configuration: its run's ``samples/<image_id>.png`` as the trainer drew it (detections at or above
 the overlay's score threshold). Columns: the same validation images for every row, those holding an
 object first, each headed by its image id and object count. Labels sit inside the picture (a label
-column on the left), and the grid is a JPEG: photos compress ten times better than in a PNG.
+column on the left), and the grid is a JPEG: about 0.4 MB for the quick study's ten rows of four
+images, where its RGBA PNG was 4.25 MB.
 """
 
 from __future__ import annotations
