@@ -49,5 +49,5 @@ def test_tiny_real_study_end_to_end(tmp_path):
     assert "Dense metrics" in (out / "report.md").read_text()
     with files["results.csv"].open() as fh:
         assert len(list(csv.reader(fh))) == 5
-    assert (out / "plots" / "loss_curves.png").is_file() and (out / "plots" / "samples.png").is_file()
+    assert (out / "plots" / "loss_curves.png").is_file() and (out / "plots" / "samples.jpg").is_file()
     assert run_study(study, out, progress=False)["skipped"] == 4

@@ -12,9 +12,11 @@ from losslab.study.stats import (
     BETTER,
     NO_EVIDENCE,
     WORSE,
+    adjust_holm,
     bootstrap_ci,
     compare_bootstrap,
     compare_paired,
+    holm,
     mean_ci,
 )
 
@@ -111,3 +113,26 @@ def test_describe_reads_well():
 def test_mismatched_inputs_raise():
     with pytest.raises(ValueError, match="equal lengths"):
         compare_paired([1.0, 2.0], [1.0])
+
+
+def test_holm_hand_computed():
+    # sorted p: 0.01 (x3) = 0.03, 0.03 (x2) = 0.06, 0.04 (x1) = 0.04 -> monotone: 0.06
+    adjusted = holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    assert adjusted == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+    assert holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}  # capped at 1
+    nan = holm({"a": float("nan"), "b": 0.02})
+    assert math.isnan(nan["a"]) and nan["b"] == pytest.approx(0.02)  # a NaN is not in the family
+    assert holm({}) == {}
+
+
+def test_holm_turns_a_lone_win_among_many_into_no_evidence():
+    base = {0: 80.0, 1: 80.5, 2: 79.0}
+    wins = {"A": compare_paired({0: 81.0, 1: 81.9, 2: 79.8}, base)}  # p = 0.026 alone
+    wins.update({f"N{i}": compare_paired({0: 80.0 + i, 1: 79.0, 2: 80.0}, base) for i in range(4)})
+    assert wins["A"].verdict == BETTER and wins["A"].p_value < 0.05
+    adjusted = adjust_holm({**wins, "missing": None})
+    assert adjusted["missing"] is None
+    assert adjusted["A"].verdict == NO_EVIDENCE and adjusted["A"].p_adjusted == pytest.approx(5 * wins["A"].p_value)
+    assert adjusted["A"].correction == "Holm" and "Holm p=" in adjusted["A"].describe()
+    strong = adjust_holm({"W": compare_paired([70.0, 71.0, 69.5], [80.0, 80.5, 79.0])})
+    assert strong["W"].verdict == WORSE  # a family of one: Holm changes nothing

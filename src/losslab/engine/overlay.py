@@ -22,6 +22,7 @@ from losslab.data.transforms import denormalize, letterbox_extent
 from losslab.engine.train import to_device
 
 __all__ = [
+    "SCORE_THRESHOLD",
     "draw_dense",
     "draw_instances",
     "render_prediction",
@@ -30,6 +31,9 @@ __all__ = [
     "to_picture",
     "write_png",
 ]
+
+#: Detections scoring at least this are drawn in sample pictures (the report states it).
+SCORE_THRESHOLD = 0.3
 
 # distinct BGR colours, one per detection rank (a fixed palette keeps the report's grid comparable)
 _PALETTE = [
@@ -58,7 +62,7 @@ def draw_instances(
     picture: np.ndarray,
     pred: dict[str, torch.Tensor],
     class_names: Sequence[str] = (),
-    score_threshold: float = 0.3,
+    score_threshold: float = SCORE_THRESHOLD,
     max_shown: int = 12,
 ) -> np.ndarray:
     """Draw each detection above ``score_threshold``: a translucent mask, its box and "class score".
@@ -87,8 +91,9 @@ def draw_instances(
         text = f"{name} {float(scores[i]):.2f}"
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
         ty = max(y0, th + 2)
-        cv2.rectangle(out, (x0, ty - th - 2), (x0 + tw + 2, ty), color, -1)
-        cv2.putText(out, text, (x0 + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+        tx = min(max(x0, 0), max(0, out.shape[1] - tw - 2))  # the label stays inside the frame
+        cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 2, ty), color, -1)
+        cv2.putText(out, text, (tx + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 
 
@@ -125,7 +130,7 @@ def render_prediction(
     orig_size: Sequence[int] | None = None,
     scale: float = 1.0,
     class_names: Sequence[str] = (),
-    score_threshold: float = 0.3,
+    score_threshold: float = SCORE_THRESHOLD,
     target_mask: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:

@@ -1,25 +1,28 @@
 """What the report's figures draw, read from the store and the run folders: loss curves averaged over
-seeds, precision-recall curves and sample predictions per configuration.
+seeds, validation AP over iterations, precision-recall curves and sample predictions per configuration.
 
 Run results may carry PR curves as ``result["pr"] = {"segm": {"recall": [...], "precision": [...]}}``
 (``precision`` may also map IoU thresholds such as ``"0.5"`` to lists); sample predictions are the
-run folder's ``samples/*.png`` (the same validation images in every run).
+run folder's ``samples/*.png`` (the same validation images in every run); intermediate evaluations
+are its ``eval_history.jsonl`` (one ``{"iteration", "metrics"}`` line each, with ``eval_every > 0``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from losslab.study.flags import TOTAL_TERMS
 from losslab.study.tables import StudyResults
 
-__all__ = ["TOTAL_TERMS", "loss_panels", "mean_curve", "pr_curves", "sample_images"]
+__all__ = ["EVAL_METRICS", "TOTAL_TERMS", "eval_curves", "loss_panels", "mean_curve", "pr_curves", "sample_images"]
 
-#: ``metrics.csv`` columns holding the total loss (the first present wins).
-TOTAL_TERMS = ("total", "loss", "total_loss")
+#: The validation metric drawn over iterations: (group, name, label), the first the runs have.
+EVAL_METRICS = (("segm", "AP", "mask AP"), ("mask", "IoU", "mask IoU"))
 
 
 def mean_curve(curves: Sequence[Sequence[tuple[int, float | None]]]) -> list[tuple[float, float]]:
@@ -55,6 +58,46 @@ def loss_panels(results: StudyResults) -> dict[str, dict[str, list[tuple[float, 
         if mask:
             panels.setdefault(f"mask loss ({mask})", {})[cfg.label] = mean_curve([lg.get(mask, []) for lg in logs])
     return panels
+
+
+def _history(run_dir: Path) -> list[tuple[int, dict[str, Any]]]:
+    path = run_dir / "eval_history.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+            out.append((int(entry["iteration"]), dict(entry["metrics"])))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by a kill: the others still count
+    return out
+
+
+def eval_curves(
+    results: StudyResults, run_dir: Callable[[str], Path]
+) -> tuple[str, dict[str, list[tuple[float, float]]]]:
+    """``(metric label, {config: [(iteration, value)]})``: the runs' intermediate evaluations and their
+    final one, mean over seeds; empty where no run evaluated before its end."""
+    for group, name, label in EVAL_METRICS:
+        out = {}
+        for cfg in results.configs:
+            if cfg.alias_of or not cfg.metrics:
+                continue
+            curves = []
+            for seed, metrics in sorted(cfg.metrics.items()):
+                points = [(it, m.get(group, {}).get(name)) for it, m in _history(run_dir(cfg.run_ids[seed]))]
+                points = [(it, v) for it, v in points if isinstance(v, (int, float))]
+                final, last = metrics.get(f"{group}.{name}"), metrics.get("iterations")
+                if points and final is not None and last:
+                    points.append((int(last), final))
+                curves.append(points)
+            curve = mean_curve(curves)
+            if len(curve) >= 2:
+                out[cfg.label] = curve
+        if out:
+            return label, out
+    return "", {}
 
 
 def _pr_of(result: dict[str, Any]) -> dict[str, list[float]] | None:

@@ -1,5 +1,6 @@
-"""The report's figures (matplotlib, Agg, PNG): loss curves (the paper's Fig. 2), AP against the IoU
-threshold, precision-recall curves, and a grid of sample predictions (the paper's Fig. 3).
+"""The report's figures (matplotlib, Agg, palette PNG): loss curves (the paper's Fig. 2) and validation
+AP over iterations, AP against the IoU threshold and precision-recall curves. (The grid of sample
+predictions, the paper's Fig. 3, is ``losslab.study.samples``.)
 
 Each function takes plain data and an output path and returns the path (or None when there is
 nothing to draw), so the report decides what exists and the plots only draw.
@@ -7,6 +8,7 @@ nothing to draw), so the report decides what exists and the plots only draw.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,8 +19,9 @@ __all__ = [
     "plot_ap_vs_iou",
     "plot_curves",
     "plot_pr_curves",
-    "plot_sample_grid",
     "smooth",
+    "smoothing_window",
+    "to_palette_png",
 ]
 
 #: COCO's IoU thresholds, as the report's AP50 ... AP95 columns.
@@ -47,29 +50,62 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return num / np.maximum(den, 1)
 
 
-def plot_curves(panels: Mapping[str, Mapping[str, Curve]], path: Path, title: str = "") -> Path | None:
-    """One panel per curve kind (``{"mask loss": {config: [(step, value)]}}``), one line per config."""
+def smoothing_window(n: int) -> int:
+    """The moving-average window for ``n`` logged points: a tenth of them, at least 3 (from 10 on)."""
+    return max(3, n // 10) if n >= 10 else 1
+
+
+def _legend_below(fig, axes, n: int) -> None:
+    """One legend for the figure, under its panels: off the data, whatever the curves do."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(n, 3), fontsize=9, frameon=False)
+
+
+def plot_curves(
+    panels: Mapping[str, Mapping[str, Curve]], path: Path, title: str = "", raw: bool = True, markers: bool = False
+) -> Path | None:
+    """One panel per curve kind (``{"total loss": {config: [(step, value)]}}``), one line per config.
+
+    Each line is a moving average (``smoothing_window``) drawn over its raw values in a faint line of
+    the same colour; ``raw=False`` draws the values as they are (``markers``: a dot per point).
+    """
     panels = {k: v for k, v in panels.items() if any(len(c) for c in v.values())}
     if not panels:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+    labels = sorted({label for curves in panels.values() for label in curves}, key=_order(panels))
+    colors = _colors(plt, labels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.6), squeeze=False, layout="constrained")
     for ax, (name, curves) in zip(axes[0], panels.items(), strict=True):
         for label, curve in curves.items():
             if not curve:
                 continue
             steps = np.asarray([s for s, _ in curve], dtype=np.float64)
             values = np.asarray([v for _, v in curve], dtype=np.float64)
-            ax.plot(steps, smooth(values, max(1, len(values) // 40)), label=label, linewidth=1.4)
+            if raw:
+                ax.plot(steps, values, color=colors[label], linewidth=0.6, alpha=0.25)
+                values = smooth(values, smoothing_window(len(values)))
+            marker = "o" if markers else None
+            ax.plot(steps, values, color=colors[label], label=label, linewidth=1.5, marker=marker, markersize=3)
         ax.set_xlabel("iteration")
         ax.set_ylabel(name)
         ax.set_title(name)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="best")
+    _legend_below(fig, axes[0], len(labels))
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return _save(fig, path)
+
+
+def _order(panels: Mapping[str, Mapping[str, Curve]]):
+    first = [label for curves in panels.values() for label in curves]
+    return lambda label: first.index(label)
+
+
+def _colors(plt, labels: Sequence[str]) -> dict[str, tuple]:
+    cmap = plt.get_cmap("tab10")
+    return {label: cmap(i % 10) for i, label in enumerate(labels)}
 
 
 def plot_ap_vs_iou(series: Mapping[str, Mapping[str, Sequence[float | None]]], path: Path) -> Path | None:
@@ -78,18 +114,20 @@ def plot_ap_vs_iou(series: Mapping[str, Mapping[str, Sequence[float | None]]], p
     if not series:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(series), figsize=(6 * len(series), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(series), figsize=(6 * len(series), 4.6), squeeze=False, layout="constrained")
+    n = 0
     for ax, (kind, rows) in zip(axes[0], series.items(), strict=True):
         for label, values in rows.items():
             y = [np.nan if v is None else v for v in values]
             ax.plot(IOU_THRESHOLDS[: len(y)], y, marker="o", markersize=3, label=label)
+        n = max(n, len(rows))
+        top = max((v for values in rows.values() for v in values if v is not None), default=0.0)
         ax.set_xlabel("IoU threshold")
         ax.set_ylabel("AP (%)")
         ax.set_title(f"{kind} AP against the IoU threshold")
-        ax.set_ylim(-2, 102)
+        ax.set_ylim(-1, min(100.0, max(5.0, 1.1 * top)))  # the informative range, not 0-100
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    _legend_below(fig, axes[0], n)
     return _save(fig, path)
 
 
@@ -99,7 +137,7 @@ def plot_pr_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: Pa
     if not curves:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(6, 4.8), layout="constrained")
     for label, curve in curves.items():
         recall = np.asarray(curve["recall"], dtype=np.float64)
         precision = np.asarray(curve["precision"], dtype=np.float64)
@@ -112,38 +150,26 @@ def plot_pr_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: Pa
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    _legend_below(fig, [ax], len(curves))
     return _save(fig, path)
 
 
-def plot_sample_grid(samples: Mapping[str, Sequence[Path]], path: Path, max_images: int = 4) -> Path | None:
-    """A grid of sample predictions: a row per config, a column per validation image."""
-    samples = {k: list(v)[:max_images] for k, v in samples.items() if v}
-    if not samples:
-        return None
-    plt = _pyplot()
-    cols = max(len(v) for v in samples.values())
-    fig, axes = plt.subplots(len(samples), cols, figsize=(2.6 * cols + 1.5, 2.6 * len(samples)), squeeze=False)
-    for r, (label, paths) in enumerate(samples.items()):
-        for c in range(cols):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
-            if c < len(paths):
-                ax.imshow(plt.imread(str(paths[c])))
-                if r == 0:
-                    ax.set_title(Path(paths[c]).stem, fontsize=8)
-        axes[r][0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
-    fig.tight_layout()
-    return _save(fig, path)
+def to_palette_png(source: Path | io.BytesIO, path: Path) -> Path:
+    """Write ``source`` (a PNG) as a 256-colour palette PNG without alpha: a line plot looks the same
+    at a third of an RGBA PNG's size."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        palette = image.convert("RGB").quantize(256, dither=Image.Dither.NONE)
+    palette.save(path, optimize=True)
+    return path
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, dpi: int = 100) -> Path:
     plt = _pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png", facecolor="white")
     plt.close(fig)
-    return path
+    buffer.seek(0)
+    return to_palette_png(buffer, path)

@@ -6,17 +6,22 @@ Pure functions on plain numbers:
 - ``compare_paired``: the per-seed difference against the baseline (same seed, same data order), its
   t-interval, a paired t-test (and a Wilcoxon signed-rank test from six pairs on) and a verdict;
 - ``bootstrap_ci`` / ``compare_bootstrap``: with a single seed, intervals from resampling the
-  validation images (per-image scores, paired by image).
+  validation images (per-image scores, paired by image);
+- ``holm`` / ``adjust_holm``: the Holm-Bonferroni correction over the configurations compared with
+  one baseline, so that nine comparisons do not get nine chances to find a "win" in noise.
 
-A verdict is ``"better"`` or ``"worse"`` only when the interval of the difference excludes zero
-(equivalently, the two-sided test rejects at 1 - confidence); otherwise ``"no evidence either way"``.
+A single comparison's verdict is ``"better"`` or ``"worse"`` only when the interval of the difference
+excludes zero (equivalently, the two-sided test rejects at 1 - confidence); after ``adjust_holm`` the
+verdict follows the Holm-adjusted p instead. Otherwise it is ``"no evidence either way"``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from scipy import stats as sst
@@ -27,9 +32,11 @@ __all__ = [
     "WORSE",
     "Comparison",
     "Interval",
+    "adjust_holm",
     "bootstrap_ci",
     "compare_bootstrap",
     "compare_paired",
+    "holm",
     "mean_ci",
 ]
 
@@ -38,6 +45,7 @@ WORSE = "worse"
 NO_EVIDENCE = "no evidence either way"
 
 Values = Sequence[float] | Mapping[object, float]
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -63,8 +71,11 @@ class Comparison:
         diff: the mean difference (configuration - baseline) and its interval.
         p_value: two-sided p of the paired t-test (or of the bootstrap); NaN with fewer than 2 pairs.
         wilcoxon_p: two-sided p of the Wilcoxon signed-rank test (None below 6 pairs).
-        verdict: ``"better"``, ``"worse"`` or ``"no evidence either way"``, in the metric's sense.
+        verdict: ``"better"``, ``"worse"`` or ``"no evidence either way"``, in the metric's sense
+            (from ``p_adjusted`` when a correction was applied).
         method: ``"paired t"`` or ``"bootstrap"``.
+        p_adjusted: the p after the correction for multiple comparisons (None: uncorrected).
+        correction: the correction's name (``"Holm"``), or ``""``.
     """
 
     diff: Interval
@@ -72,6 +83,8 @@ class Comparison:
     wilcoxon_p: float | None
     verdict: str
     method: str
+    p_adjusted: float | None = None
+    correction: str = ""
 
     def describe(self, digits: int = 2) -> str:
         """``"+1.20 [-0.30, 2.70], p=0.08: no evidence either way"``."""
@@ -80,12 +93,18 @@ class Comparison:
         if not math.isnan(d.low):
             text += f" [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
         if not math.isnan(self.p_value):
-            text += ", p<0.001" if self.p_value < 0.001 else f", p={self.p_value:.3g}"
+            text += f", p{_p_text(self.p_value)}"
+        if self.p_adjusted is not None and not math.isnan(self.p_adjusted):
+            text += f", {self.correction} p{_p_text(self.p_adjusted)}"
         if self.method == "bootstrap":
             text += f" (bootstrap, {self.diff.n} images)"
         elif self.wilcoxon_p is not None:
             text += f", Wilcoxon p={self.wilcoxon_p:.3g}"
         return f"{text}: {self.verdict}"
+
+
+def _p_text(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"={p:.3g}"
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
@@ -206,3 +225,37 @@ def compare_bootstrap(
         means = _bootstrap_means(d, n_boot, seed)
         p = float(min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0))))
     return Comparison(diff, p, None, _verdict(diff.mean, p, 1 - confidence, higher_is_better), "bootstrap")
+
+
+def holm(p_values: Mapping[K, float]) -> dict[K, float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN ones stay NaN and
+    do not count in the family.
+
+    >>> holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    {'a': 0.03, 'b': 0.06, 'c': 0.06}
+    """
+    valid = sorted((p, k) for k, p in p_values.items() if not math.isnan(p))
+    m = len(valid)
+    out: dict[K, float] = {k: math.nan for k, p in p_values.items() if math.isnan(p)}
+    running = 0.0
+    for i, (p, k) in enumerate(valid):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return {k: out[k] for k in p_values}
+
+
+def adjust_holm(
+    comparisons: Mapping[K, Comparison | None], higher_is_better: bool = True, confidence: float = 0.95
+) -> dict[K, Comparison | None]:
+    """The comparisons of one family (every configuration against the baseline on one metric) with
+    Holm-adjusted p-values, and verdicts from them (None entries stay None)."""
+    adjusted = holm({k: c.p_value for k, c in comparisons.items() if c is not None})
+    out: dict[K, Comparison | None] = {}
+    for key, cmp in comparisons.items():
+        if cmp is None:
+            out[key] = None
+            continue
+        p = adjusted[key]
+        verdict = _verdict(cmp.diff.mean, p, 1 - confidence, higher_is_better)
+        out[key] = dataclasses.replace(cmp, p_adjusted=p, correction="Holm", verdict=verdict)
+    return out

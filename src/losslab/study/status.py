@@ -1,13 +1,16 @@
-"""``losslab study status DIR``: each run's state, progress and time, and the study's ETA."""
+"""``losslab study status DIR``: each run's state, progress and time, the flags of the runs that are
+done (``losslab.study.flags``: still falling, steps skipped, collapsed), and the study's ETA."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from losslab.study.executors import last_step
+from losslab.study.flags import run_health
 from losslab.study.runner import iterations_of
 from losslab.study.store import StudyStore
 
@@ -39,19 +42,30 @@ def status_table(out_dir: str | Path) -> tuple[Table, str]:
         raise ValueError(f"{db} does not exist; start the study with `losslab study run NAME --out {out_dir}`")
     now = time.time()
     with StudyStore(db) as store:
-        info = store.study() or {"name": "?"}
-        runs = store.runs()
+        return _table(store, out_dir, now)
+
+
+def _flags(store: StudyStore, run: dict) -> str:
+    losses, metrics = store.losses(run["run_id"]), store.metrics(run["run_id"])
+    health = run_health(run["run_id"], run["seed"], losses, metrics, run["run_dir"])
+    return escape(", ".join(str(f) for f in health.flags()))
+
+
+def _table(store: StudyStore, out_dir: str | Path, now: float) -> tuple[Table, str]:
+    info = store.study() or {"name": "?"}
+    runs = store.runs()
     walls = [r["wall_seconds"] for r in runs if r["status"] == "done" and r["wall_seconds"]]
     mean_wall = sum(walls) / len(walls) if walls else None
     table = Table(title=f"study {info['name']} ({out_dir})")
-    for col in ("run", "configuration", "seed", "state", "attempts", "progress", "time", "ETA"):
+    for col in ("run", "configuration", "seed", "state", "attempts", "progress", "time", "ETA", "flags"):
         table.add_column(col, overflow="fold")
     remaining = 0.0
     for run in runs:
         status = run["status"]
-        progress, elapsed, eta = "", None, None
+        progress, elapsed, eta, flags = "", None, None, ""
         if status == "done":
             progress, elapsed = "100%", run["wall_seconds"]
+            flags = _flags(store, run)
         elif status == "running":
             elapsed = now - run["started"] if run["started"] else None
             total = iterations_of(run["config"])
@@ -70,7 +84,7 @@ def status_table(out_dir: str | Path) -> tuple[Table, str]:
             progress = ((run["error"] or "").strip().splitlines() or [""])[-1][:60]
         style = _STYLE.get(status, "")
         table.add_row(run["run_id"], run["label"], str(run["seed"]), f"[{style}]{status}[/]", str(run["attempts"]),
-                      progress, format_seconds(elapsed), format_seconds(eta))  # fmt: skip
+                      progress, format_seconds(elapsed), format_seconds(eta), f"[yellow]{flags}[/]")  # fmt: skip
     counts: dict[str, int] = {}
     for run in runs:
         counts[run["status"]] = counts.get(run["status"], 0) + 1

@@ -7,6 +7,11 @@ box AP, boundary AP, and the dense models' metrics (mask IoU / Dice, depth RMSE 
 Intervals: with two seeds or more, a t-interval over seeds and a paired t-test per seed against the
 baseline; with one seed, a bootstrap over the validation images when the runs stored per-image scores
 (``result["per_image"] = {name: {image_id: score}}``, e.g. ``{"segm": {...}}`` or ``{"mask_iou": {...}}``).
+Either way the p-values of one column (every configuration against its baseline) are Holm-corrected
+and the verdicts follow the corrected p.
+
+``collect`` also measures each done run's health (``losslab.study.flags``: plateau, skipped steps,
+collapse); ``StudyResults.flags_of`` gives a configuration's flags.
 """
 
 from __future__ import annotations
@@ -15,11 +20,23 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from losslab.study.flags import Flag, RunHealth, config_flags, run_health
 from losslab.study.spec import StudySpec, parse_study
-from losslab.study.stats import Comparison, Interval, compare_bootstrap, compare_paired, mean_ci
+from losslab.study.stats import Comparison, Interval, adjust_holm, compare_bootstrap, compare_paired, mean_ci
 from losslab.study.store import StudyStore
 
-__all__ = ["Cell", "ConfigResults", "StudyResults", "Table", "build_tables", "collect", "lower_is_better", "mark_best"]
+__all__ = [
+    "Cell",
+    "ConfigResults",
+    "StudyResults",
+    "Table",
+    "build_tables",
+    "collect",
+    "compare",
+    "compare_column",
+    "lower_is_better",
+    "mark_best",
+]
 
 _THRESHOLDS = [50 + 5 * i for i in range(10)]
 MASK_COLUMNS = [("FPS", "fps"), ("all", "segm.AP")] + [(f"AP{t}", f"segm.AP{t}") for t in _THRESHOLDS]
@@ -80,6 +97,11 @@ class Table:
     rows: list[tuple[str, list[Cell | None]]]
     comparisons: dict[str, Comparison | None]
 
+    @property
+    def compared(self) -> list[Comparison]:
+        """The comparisons of the table's main metric that exist (none: no "vs" column)."""
+        return [c for c in self.comparisons.values() if c is not None]
+
 
 @dataclass
 class StudyResults:
@@ -89,9 +111,18 @@ class StudyResults:
     configs: list[ConfigResults]
     runs: list[dict[str, Any]]
     store: StudyStore
+    health: dict[str, RunHealth] = field(default_factory=dict)
 
     def by_label(self, label: str) -> ConfigResults:
         return next(c for c in self.configs if c.label == label)
+
+    def run_healths(self, cfg: ConfigResults) -> list[RunHealth]:
+        """The health of ``cfg``'s done runs, by seed."""
+        return [self.health[cfg.run_ids[s]] for s in sorted(cfg.metrics) if cfg.run_ids.get(s) in self.health]
+
+    def flags_of(self, cfg: ConfigResults) -> list[Flag]:
+        """``cfg``'s flags (collapsed, still falling, 1 seed, steps skipped ...), from its done runs."""
+        return config_flags(self.run_healths(cfg))
 
 
 def collect(store: StudyStore) -> StudyResults:
@@ -124,7 +155,15 @@ def collect(store: StudyStore) -> StudyResults:
         base = spec.baseline_of(axes)
         cfg.baseline = base if base not in (label, target) and aliases.get(base or "") != target else None
         configs.append(cfg)
-    return StudyResults(spec, configs, [rows[r.run_id] for r in spec.unique_runs() if r.run_id in rows], store)
+    runs = [rows[r.run_id] for r in spec.unique_runs() if r.run_id in rows]
+    health = {
+        r["run_id"]: run_health(
+            r["run_id"], r["seed"], store.losses(r["run_id"]), metrics.get(r["run_id"], {}), r["run_dir"]
+        )
+        for r in runs
+        if r["status"] == "done"
+    }
+    return StudyResults(spec, configs, runs, store, health)
 
 
 def _per_image(cfg: ConfigResults, seed: int, metric: str) -> dict[str, float] | None:
@@ -161,34 +200,38 @@ def _table(results: StudyResults, title: str, key: str, columns: list[tuple[str,
         return None
     names = [n for n, _ in present]
     metrics = [m for _, m in present]
-    rows: list[tuple[str, list[Cell | None]]] = []
-    comparisons: dict[str, Comparison | None] = {}
     main = next(m for m in metrics if m != "fps")
+    # One family per column: every configuration against its baseline, Holm-corrected together.
+    family = {m: compare_column(results, m) for m in metrics}
+    rows: list[tuple[str, list[Cell | None]]] = []
     for cfg in results.configs:
         cells: list[Cell | None] = []
         for metric in metrics:
             iv = cfg.interval(metric)
-            if iv.n == 0:
-                cells.append(None)
-                continue
-            cmp = compare(results, cfg, metric)
-            cells.append(Cell(iv.mean, iv.half_width, iv.n, cmp.verdict if cmp else None))
+            cmp = family[metric].get(cfg.label)
+            cells.append(Cell(iv.mean, iv.half_width, iv.n, cmp.verdict if cmp else None) if iv.n else None)
         rows.append((cfg.label, cells))
-        comparisons[cfg.label] = compare(results, cfg, main)
     mark_best([cells for _, cells in rows], metrics)
-    return Table(title, key, names, metrics, rows, comparisons)
+    return Table(title, key, names, metrics, rows, family[main])
+
+
+def compare_column(results: StudyResults, metric: str) -> dict[str, Comparison | None]:
+    """Every configuration against its baseline on ``metric``, Holm-corrected as one family."""
+    raw = {cfg.label: compare(results, cfg, metric) for cfg in results.configs}
+    return adjust_holm(raw, higher_is_better=not lower_is_better(metric))
 
 
 def mark_best(rows: list[list[Cell | None]], metrics: list[str]) -> None:
-    """Set ``bold`` on the best cell(s) of each column; a column where every configuration ties
-    (at this budget often all 0.00) has no best and stays plain."""
+    """Set ``bold`` on the best cell(s) of each column, compared as shown (two decimals); a column
+    where every configuration ties as shown (at this budget often all 0.00) has no best and stays
+    plain."""
     for j, metric in enumerate(metrics):
-        means = [cells[j].mean for cells in rows if cells[j] is not None]
+        means = [round(cells[j].mean, 2) for cells in rows if cells[j] is not None]
         if not means or (len(means) > 1 and min(means) == max(means)):
             continue
         best = min(means) if lower_is_better(metric) else max(means)
         for cells in rows:
-            if cells[j] is not None and cells[j].mean == best:
+            if cells[j] is not None and round(cells[j].mean, 2) == best:
                 cells[j].bold = True
 
 

@@ -1,0 +1,269 @@
+"""What a reader needs first, in words: the verdict per configuration, the flags, the budget, and what
+each table's columns and intervals mean (which test, which correction, over how many seeds or images).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+from losslab.study.document import comparison_numbers, flags_text
+from losslab.study.flags import (
+    COLLAPSE_BOX_AP,
+    COLLAPSE_MASK_AP,
+    COLLAPSED,
+    MIN_PLATEAU_POINTS,
+    ONE_SEED,
+    PLATEAU_FRACTION,
+    STEPS_SKIPPED,
+    STILL_FALLING,
+)
+from losslab.study.stats import BETTER, NO_EVIDENCE, WORSE
+from losslab.study.status import format_seconds
+from losslab.study.tables import StudyResults, Table
+
+__all__ = ["budget_line", "config_lines", "headline", "main_table", "method_of", "summary_items", "table_note"]
+
+_COLUMN_MEANING = {
+    "segm": "AP is COCO mask AP@[.50:.95], the mean of AP50, AP55, …, AP95 (AP at mask IoU 0.50, 0.55, …, 0.95). "
+    "FPS: images per second at batch 1 (how it was timed: Reproduce).",
+    "bbox": "COCO box AP: AP@[.50:.95] and AP at each box IoU threshold.",
+    "boundary": "Boundary AP: COCO AP with Boundary IoU (Cheng et al. 2021) in place of mask IoU; it weighs the "
+    "mask's outline.",
+    "dense": "The dense model's metrics on the val split (mask IoU, Dice, Boundary IoU; depth errors: lower is "
+    "better). FPS: images per second at batch 1.",
+}
+_NAME = {"segm": "mask AP", "bbox": "box AP", "boundary": "boundary AP"}
+
+
+def main_table(tables: Sequence[Table]) -> Table | None:
+    """The table whose comparisons are the study's verdict: mask AP, else the dense metrics."""
+    by_key = {t.key: t for t in tables}
+    return by_key.get("segm") or by_key.get("dense") or (tables[0] if tables else None)
+
+
+def _metric_name(table: Table) -> str:
+    return _NAME.get(table.key) or next(
+        (c for c, m in zip(table.columns, table.metrics, strict=True) if m != "fps"), ""
+    )
+
+
+def method_of(table: Table, baseline: str) -> str:
+    """``"paired t-test over 3 seeds, Holm-corrected across 8 comparisons with BCE"``, or ``""``."""
+    compared = table.compared
+    if not compared:
+        return ""
+    n = max(c.diff.n for c in compared)
+    holm = f"Holm-corrected across {len(compared)} comparison{'s' if len(compared) != 1 else ''} with {baseline}"
+    if all(c.method == "bootstrap" for c in compared):
+        return f"1 seed: bootstrap over {n} images, which covers image sampling, not training noise; {holm}"
+    return f"paired t-test over {n} seeds (same seed, same data order), {holm}"
+
+
+def _names(labels: Sequence[str], limit: int = 6) -> str:
+    shown = list(labels[:limit]) + ([f"{len(labels) - limit} more"] if len(labels) > limit else [])
+    return ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
+
+
+def headline(results: StudyResults, table: Table) -> str:
+    """One sentence: who beat the baseline, who was worse, who could not be told apart, and how."""
+    base = results.spec.baseline
+    metric = _metric_name(table)
+    groups: dict[str, list[str]] = {BETTER: [], WORSE: [], NO_EVIDENCE: []}
+    for label, cmp in table.comparisons.items():
+        if cmp is not None:
+            groups[cmp.verdict].append(label)
+    if not table.compared:
+        return (
+            f"No verdicts against {base}: a comparison needs two seeds, or one seed with per-image scores "
+            "(run with --seeds 3)."
+        )
+    if groups[BETTER]:
+        parts = [f"Better than {base} on {metric}: {_names(groups[BETTER])}"]
+    else:
+        parts = [f"No configuration beat {base} on {metric}"]
+    if groups[WORSE]:
+        parts.append(f"worse: {_names(groups[WORSE])}")
+    if groups[NO_EVIDENCE]:
+        parts.append(f"not told apart from {base}: {_names(groups[NO_EVIDENCE])}")
+    return "; ".join(parts) + f" ({method_of(table, results.spec.baseline)})."
+
+
+def config_lines(results: StudyResults, table: Table) -> list[str]:
+    """Per configuration: its main number, its verdict against the baseline with the difference, its
+    flags."""
+    main = next((j for j, m in enumerate(table.metrics) if m != "fps"), 0)
+    rows = dict(table.rows)
+    out = []
+    for cfg in results.configs:
+        cell = rows.get(cfg.label, [None] * len(table.metrics))[main]
+        if cfg.alias_of:
+            out.append(f"{cfg.label}: the same runs as {cfg.alias_of}.")
+            continue
+        if cell is None:
+            out.append(f"{cfg.label}: no finished run.")
+            continue
+        value = f"{_metric_name(table)} {cell.mean:.2f}" + ("" if math.isnan(cell.half) else f" ±{cell.half:.2f}")
+        cmp = table.comparisons.get(cfg.label)
+        if cfg.baseline is None:
+            verdict = "the baseline"
+        elif cmp is None:
+            verdict = f"no comparison with {cfg.baseline}"
+        else:
+            verdict = f"{cmp.verdict} than {cfg.baseline}" if cmp.verdict != NO_EVIDENCE else f"{cmp.verdict}"
+            verdict += f" (Δ {comparison_numbers(cmp)})"
+        flags = results.flags_of(cfg)
+        out.append(f"{cfg.label}: {value}, {verdict}" + (f"; {flags_text(flags)}." if flags else "."))
+    return out
+
+
+def _labels_with(results: StudyResults, name: str) -> list[str]:
+    return [c.label for c in results.configs if not c.alias_of and any(f.name == name for f in results.flags_of(c))]
+
+
+def _untrained(results: StudyResults, table: Table | None) -> str:
+    """A warning when no configuration's main metric reached what "collapsed" calls near zero."""
+    if table is None or table.key != "segm":
+        return ""
+    main = table.metrics.index("segm.AP")
+    means = [cells[main].mean for _, cells in table.rows if cells[main] is not None]
+    if not means or max(means) >= COLLAPSE_MASK_AP:
+        return ""
+    return (
+        f"No configuration reached mask AP {COLLAPSE_MASK_AP:g} at this budget: the comparisons are between models "
+        "that have not learned masks yet."
+    )
+
+
+def _unmeasured(results: StudyResults) -> str:
+    healths = list(results.health.values())
+    unknown = [h for h in healths if h.plateau is None or h.plateau.converged is None]
+    if not unknown:
+        return ""
+    return (
+        f"Plateau not measured for {len(unknown)} of {len(healths)} runs: fewer than {MIN_PLATEAU_POINTS} logged "
+        f"losses in their last {100 * PLATEAU_FRACTION:.0f} % of iterations (lower log_every)."
+    )
+
+
+def warnings_of(results: StudyResults, table: Table | None = None) -> list[str]:
+    """The flags, gathered: nothing learned, smoke-test budget, curves still falling or not measured,
+    collapsed masks, one seed, skipped steps, unfinished runs (``table``: the main results table)."""
+    out = [w for w in (_untrained(results, table),) if w]
+    falling = _labels_with(results, STILL_FALLING)
+    base = next((c for c in results.configs if c.label == results.spec.baseline), None)
+    if base is not None and base.label in falling:
+        out.append(
+            f"Smoke-test budget: the baseline {base.label}'s training loss is still falling at the end, so "
+            "every number here may change with more iterations."
+        )
+    if falling:
+        out.append(f"Still falling over the last {100 * PLATEAU_FRACTION:.0f} % of iterations: {_names(falling)}.")
+    out += [w for w in (_unmeasured(results),) if w]
+    collapsed = _labels_with(results, COLLAPSED)
+    if collapsed:
+        out.append(
+            f"Collapsed (mask AP below {COLLAPSE_MASK_AP:g} while box AP is at least {COLLAPSE_BOX_AP:g}): "
+            f"{_names(collapsed)}: the boxes train, the masks do not."
+        )
+    if _labels_with(results, ONE_SEED):
+        out.append(
+            "1 seed: intervals cover image sampling, not training noise; run with --seeds 3 for verdicts over seeds."
+        )
+    skipped = _labels_with(results, STEPS_SKIPPED)
+    if skipped:
+        out.append(f"Steps skipped for a non-finite loss: {_names(skipped)} (see the runs table).")
+    counts: dict[str, int] = {}
+    for run in results.runs:
+        counts[run["status"]] = counts.get(run["status"], 0) + 1
+    unfinished = {s: n for s, n in counts.items() if s != "done"}
+    if unfinished:
+        out.append("Not all runs are done: " + ", ".join(f"{n} {s}" for s, n in sorted(unfinished.items())) + ".")
+    return out
+
+
+def _values(results: StudyResults, key: str) -> str:
+    seen = []
+    for run in results.spec.unique_runs():
+        value = run.config.get(key)
+        if value is not None and value not in seen:
+            seen.append(value)
+    return "/".join(str(v) for v in seen) or "?"
+
+
+def budget_line(results: StudyResults) -> str:
+    """``"Budget: yolact_tiny · synthetic, 200 train / 40 val images, 128 px · 450 iterations at batch 4 ·
+    1 seed · 9 runs, 13:27 wall"``."""
+    spec = results.spec
+    synth = spec.dataset.get("synthetic")
+    if synth is not None:
+        data = f"synthetic data, {synth.get('train', '?')} train / {synth.get('val', '?')} val images"
+        data += f", {synth['size']} px" if "size" in synth else ""
+    else:
+        data = f"data {spec.dataset.get('path')}"
+    epochs = _values(results, "epochs")
+    steps = f"{_values(results, 'max_iter')} iterations" if epochs in ("?", "0") else f"{epochs} epochs"
+    seeds = f"{len(spec.seeds)} seed" + ("s" if len(spec.seeds) != 1 else "")
+    starts = [r["started"] for r in results.runs if r["started"]]
+    ends = [r["finished"] for r in results.runs if r["finished"]]
+    wall = f", {format_seconds(max(ends) - min(starts))} wall" if starts and ends else ""
+    model = spec.model or _values(results, "model")
+    batch = _values(results, "batch_size")
+    return f"Budget: {model} · {data} · {steps} at batch {batch} · {seeds} · {len(results.runs)} runs{wall}."
+
+
+def summary_items(results: StudyResults, tables: Sequence[Table]) -> list[str]:
+    """The summary box: the verdict, the warnings, the budget."""
+    table = main_table(tables)
+    first = headline(results, table) if table else "No results yet: no run is done."
+    return [
+        first,
+        *warnings_of(results, table),
+        budget_line(results),
+        f"Report written {time.strftime('%Y-%m-%d %H:%M %Z')}.",
+    ]
+
+
+def table_note(results: StudyResults, table: Table, first: Table | None = None) -> str:
+    """What the table's columns, intervals, marks and "vs" column mean; after the ``first`` table
+    (which explains them in full) only its columns and what differs."""
+    base = results.spec.baseline
+    cells = [c for _, cells in table.rows for c in cells if c is not None]
+    seeds = max((c.n for c in cells), default=0)
+    parts = [_COLUMN_MEANING.get(table.key, "")]
+    if first is not None and first is not table:
+        parts.append(f"Intervals, bold, grey and ▲/▼ as in the {first.title} table.")
+        if not table.compared and any(c.baseline for c in results.configs):
+            parts.append("No 'vs' column: with one seed, the runs store per-image scores for mask AP only.")
+        elif table.compared:
+            parts.append(f"vs {base}: {method_of(table, base)}.")
+        return " ".join(p for p in parts if p)
+    parts.append(
+        f"Each number is the mean over {seeds} seeds ± the half-width of its 95 % t-interval."
+        if seeds >= 2
+        else "One seed: the numbers have no interval."
+    )
+    parts.append("Bold: the best of its column; grey: a column where every configuration is 0.00.")
+    compared = table.compared
+    if compared and all(c.method == "bootstrap" for c in compared):
+        n = max(c.diff.n for c in compared)
+        parts.append(
+            f"1 seed: the interval covers image sampling, not training noise. vs {base}: the mean, over the {n} "
+            f"validation images that hold an object, of the per-image {_metric_name(table)} difference "
+            f"(configuration − {base}), with its 95 % bootstrap interval (2,000 resamples of the images); it is "
+            "not the difference of the 'all' column, which pools every detection of the split."
+        )
+    elif compared:
+        parts.append(
+            f"vs {base}: the mean paired difference (configuration − {base}, same seed, same data order) with its "
+            "95 % t-interval."
+        )
+    if compared:
+        parts.append(
+            f"The verdict and ▲/▼ (better/worse in that column): {method_of(table, base)}, per column; better or "
+            "worse when the corrected p < 0.05 (the interval shown is not corrected)."
+        )
+    elif any(c.baseline for c in results.configs):
+        parts.append("No 'vs' column: with one seed, the runs store per-image scores for mask AP only.")
+    return " ".join(p for p in parts if p)
