@@ -111,7 +111,7 @@ def test_yolact_tiny_overfits_two_images():
     assert metrics["segm"]["AP50"] > 90, metrics["segm"]
     assert metrics["bbox"]["AP50"] > 90, metrics["bbox"]
     # The FPS options (channels-last, bfloat16 autocast) keep the AP of the trained weights.
-    fast = create_model("yolact_tiny", input_size=SIZE, num_classes=2, channels_last=True, amp=True).eval()
+    fast = create_model("yolact_tiny", input_size=SIZE, num_classes=2, channels_last=True, amp="bf16").eval()
     fast.load_state_dict(model.state_dict())
     with torch.no_grad():
         fast_preds = fast(images)

