@@ -174,3 +174,16 @@ def test_bf16_training_learns_like_fp32():
         assert last < 0.5 * first, f"amp={amp}: loss fell only from {first:.3f} to {last:.3f}"
         assert iou > 0.4, f"amp={amp}: mean IoU {iou:.2f}"
     assert abs(runs[False][1] - runs["bf16"][1]) < 0.3, {amp: iou for amp, (_, iou) in runs.items()}
+
+
+def test_fps_fast_uses_bf16_only_where_it_is_native_unless_forced():
+    from typer.testing import CliRunner
+
+    from losslab.cli import app
+
+    args = ["fps", "yolact_tiny", "num_classes=1", "--size", "64", "--images", "2", "--fast"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert ("--fast in bf16" if precision.cpu_has_native_bf16() else "--fast in fp32 (no native bf16") in res.output
+    res = CliRunner().invoke(app, [*args, "amp=bf16"])
+    assert res.exit_code == 0 and "--fast in bf16" in res.output, res.output

@@ -104,7 +104,7 @@ class Yolact(nn.Module):
         """Prepare for fast inference (FPS) and switch to eval mode; returns ``self``.
 
         Folds the backbone's batch norms into its convs and, with ``amp``, stores the network's
-        weights in the autocast dtype (bfloat16 on CPU, float16 on CUDA) so that autocast does
+        weights in the autocast dtype (``losslab.precision.autocast_dtype``) so that autocast does
         not cast every weight again on every call. The mask re-scoring net stays in float32.
         The model can no longer train afterwards.
         """

