@@ -14,7 +14,7 @@ number is the median over rounds, and the ratios compare variants of one model, 
 forward + backward against the first model's. Models take overrides: ``yolact_lite:freeze_at=0``.
 
     .venv/bin/python benchmarks/bench_amp.py [--models yolact_tiny yolact_lite] [--size 128]
-        [--batch 8] [--threads 2] [--rounds 5] [--steps 3] [--variants fp32 bf16 ...]
+        [--batch 8] [--threads 2] [--rounds 5] [--steps 3] [--variants fp32 bf16 ...] [--clock cpu]
 """
 
 from __future__ import annotations
@@ -97,17 +97,19 @@ def fwd_bwd(spec: str, items: list, size: int, batch: int) -> Callable[[], None]
     return run
 
 
-def measure(jobs: dict[tuple[str, str], Callable[[], None]], rounds: int, steps: int) -> dict[tuple, float]:
+def measure(
+    jobs: dict[tuple[str, str], Callable[[], None]], rounds: int, steps: int, clock: Callable[[], float]
+) -> dict[tuple, float]:
     """Median over ``rounds`` of the mean milliseconds of ``steps`` calls, rounds interleaved."""
     for job in jobs.values():
         job()  # warm-up: allocator, oneDNN kernel selection
     times: dict[tuple, list[float]] = {key: [] for key in jobs}
     for _ in range(rounds):
         for key, job in jobs.items():
-            start = time.perf_counter()
+            start = clock()
             for _ in range(steps):
                 job()
-            times[key].append((time.perf_counter() - start) / steps * 1000)
+            times[key].append((clock() - start) / steps * 1000)
     return {key: statistics.median(v) for key, v in times.items()}
 
 
@@ -119,6 +121,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall time, or this process's CPU time (with --threads 1: robust to other processes' load)",
+    )
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -129,7 +137,7 @@ def main() -> None:
             dtype, cl = VARIANTS[variant]
             jobs[spec, variant] = make_trainer(spec, items, args.size, args.batch, dtype, cl).run_step
         jobs[spec, "fwd+bwd fp32"] = fwd_bwd(spec, items, args.size, args.batch)
-    ms = measure(jobs, args.rounds, args.steps)
+    ms = measure(jobs, args.rounds, args.steps, time.perf_counter if args.clock == "wall" else time.process_time)
 
     native = cpu_has_native_bf16()
     print(
@@ -137,7 +145,7 @@ def main() -> None:
         f"{torch.backends.cpu.get_cpu_capability()}; native bf16: {'yes' if native else 'no'} "
         f"(amp=true trains in {'bf16' if native else 'float32'} here)"
     )
-    print(f"training step, {args.size} px, batch {args.batch}, AdamW (median of {args.rounds} rounds)")
+    print(f"training step, {args.size} px, batch {args.batch}, AdamW, {args.clock} ms (median of {args.rounds} rounds)")
     print(f"{'model':<28} {'variant':<20} {'ms/step':>8} {'x fp32':>7}")
     for spec in args.models:
         for variant in [v for v in VARIANTS if (spec, v) in ms]:
