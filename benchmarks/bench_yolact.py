@@ -100,10 +100,10 @@ def bench_infer(preset: str, iters: int, profile: bool) -> None:
     for label, overrides, fuse in (
         ("fp32", {}, False),
         ("channels_last", {"channels_last": True}, False),
-        ("channels_last + bf16", {"channels_last": True, "amp": True}, False),
+        ("channels_last + bf16", {"channels_last": True, "amp": "bf16"}, False),
         ("fp32 + folded BN", {}, True),
         ("channels_last + folded BN", {"channels_last": True}, True),
-        ("channels_last + bf16 + folded", {"channels_last": True, "amp": True}, True),
+        ("channels_last + bf16 + folded", {"channels_last": True, "amp": "bf16"}, True),
     ):
         torch.manual_seed(0)
         model = create_model(preset, num_classes=1, **overrides).eval()

@@ -53,3 +53,10 @@ def test_an_area_of_the_wrong_shape_is_refused(bad):
     logits, target, valid = _inputs()
     with pytest.raises(ValueError, match=r"area must be a tensor of shape \(3,\)"):
         create_loss("bce")(logits, target, valid, area=bad)
+
+
+@pytest.mark.parametrize("name", ["dice", "lovasz_hinge", "bce", "mse"])
+def test_half_precision_logits_give_a_float32_loss(name):
+    logits, target, valid = _inputs()
+    value = create_loss(name)(logits.to(torch.bfloat16), target.float(), valid.float())
+    assert value.dtype == torch.float32

@@ -20,12 +20,13 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-PRESETS = ["yolact_tiny", "yolact_resnet50", "yolact_base", "yolact_plus_resnet50", "yolact_plus_base"]
+PRESETS = ["yolact_tiny", "yolact_lite", "yolact_resnet50", "yolact_base", "yolact_plus_resnet50", "yolact_plus_base"]
 
 #: Parameters at the default num_classes=80 (semantic head and, for ++, the re-scoring net
 #: included). YOLACT's released yolact_base is about 50 M parameters.
 PARAMS = {
     "yolact_tiny": 12_778_767,
+    "yolact_lite": 4_505_615,
     "yolact_resnet50": 31_164_943,
     "yolact_base": 50_157_071,
     "yolact_plus_resnet50": 33_202_788,
@@ -159,7 +160,7 @@ def test_images_without_objects_train():
 
 
 @pytest.mark.parametrize(
-    "overrides", [{"channels_last": True}, {"channels_last": True, "amp": True}, {"fast_nms": False}]
+    "overrides", [{"channels_last": True}, {"channels_last": True, "amp": "bf16"}, {"fast_nms": False}]
 )
 def test_inference_options_keep_the_contract(overrides):
     torch.manual_seed(0)
@@ -176,7 +177,7 @@ def test_amp_outputs_stay_close_to_fp32():
     model = create_model("yolact_tiny", input_size=64, num_classes=2).eval()
     images, _ = _batch(64)
     ref = model.raw_outputs(images)
-    amp = Yolact(model_config("yolact_tiny", input_size=64, num_classes=2, amp=True)).eval()
+    amp = Yolact(model_config("yolact_tiny", input_size=64, num_classes=2, amp="bf16")).eval()
     amp.load_state_dict(model.state_dict())
     out = amp.raw_outputs(images)
     assert torch.allclose(out.coef, ref.coef, atol=0.1)
@@ -199,7 +200,7 @@ def test_fuse_for_inference_keeps_the_outputs():
     with pytest.raises(ValueError, match="fused"):
         model.train()
     # With amp the weights are stored in bfloat16; outputs stay float32 and close.
-    amp = Yolact(model_config("yolact_tiny", input_size=64, num_classes=2, dcn_stages=(4,), amp=True))
+    amp = Yolact(model_config("yolact_tiny", input_size=64, num_classes=2, dcn_stages=(4,), amp="bf16"))
     amp.load_state_dict(model_state)
     with torch.no_grad():
         out = amp.fuse_for_inference().raw_outputs(images)

@@ -103,7 +103,7 @@ def fit(seed: int = 0, bf16: bool = False, steps: int = 100) -> dict[str, float]
         preds = model(images)
     gt = _coco_gt(targets)
     metrics = evaluate_coco(gt, predictions_to_coco(preds, targets, {1: 1, 2: 2}))
-    fast = create_model("yolact_tiny", input_size=SIZE, num_classes=2, channels_last=True, amp=True).eval()
+    fast = create_model("yolact_tiny", input_size=SIZE, num_classes=2, channels_last=True, amp="bf16").eval()
     fast.load_state_dict(model.state_dict())
     with torch.no_grad():
         fast_metrics = evaluate_coco(gt, predictions_to_coco(fast(images), targets, {1: 1, 2: 2}))

@@ -168,7 +168,8 @@ def fps(
     fast: bool = typer.Option(
         False,
         "--fast",
-        help="YOLACT only: channels-last, bf16 (CPU) / fp16 (CUDA) autocast and batch norms folded into the convs.",
+        help="YOLACT only: batch norms folded into the convs, channels-last, and fp16 autocast on CUDA / bf16 on "
+        "CPUs with native bf16 (float32 on other CPUs, where emulated bf16 is slower; amp=bf16 forces it).",
     ),
 ) -> None:
     """Inference speed as YOLACT measures it: batch 1, warm-up excluded, median over many images,
@@ -191,8 +192,9 @@ def fps(
         if fast:
             if not hasattr(model, "fuse_for_inference"):
                 raise ValueError(f"--fast: {checkpoint_or_preset} has no fast inference path (YOLACT presets do)")
-            model = load({**extra, "channels_last": True, "amp": True}).fuse_for_inference()
+            model = load({"channels_last": True, "amp": True, **extra}).fuse_for_inference()
         result = measure_fps(model, int(size or model.config.input_size), dev, n=images)
+        how = f", --fast in {_fast_precision(model.config.amp, dev)}" if fast else ""
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     if as_json:
@@ -200,8 +202,18 @@ def fps(
     else:
         typer.echo(
             f"{checkpoint_or_preset}: {result['fps']:.1f} FPS (median {result['ms_median']:.2f} ms) at "
-            f"{result['size']} px on {result['device']} with {result['threads']} thread(s)"
+            f"{result['size']} px on {result['device']} with {result['threads']} thread(s){how}"
         )
+
+
+def _fast_precision(amp: bool | str, device: Any) -> str:
+    """What ``--fast`` computed in: ``"bf16"``, ``"fp16"`` or ``"fp32"`` (and why, for the fallback)."""
+    from losslab.precision import autocast_dtype
+
+    dtype = autocast_dtype(amp, device)
+    if dtype is None:
+        return "fp32 (no native bf16 on this CPU)" if amp is True else "fp32"
+    return str(dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float16", "fp16")
 
 
 def register(app: typer.Typer) -> None:

@@ -76,7 +76,9 @@ class TrainConfig:
         eval_every: evaluate on the val split every K iterations (0 = only at the end).
         ckpt_every: write ``checkpoints/last.pt`` every K iterations (and always at the end).
         log_every: log a row to ``metrics.csv`` every K iterations.
-        amp: mixed precision (fp16 autocast + GradScaler) on CUDA; ignored on the CPU.
+        amp: mixed precision (``losslab.precision``): true is fp16 autocast + GradScaler on CUDA and
+            bf16 autocast + channels-last on CPUs with native bf16 (float32 on other CPUs, logged
+            once); ``bf16`` forces bf16 autocast on any device; false is float32.
         max_bad_steps: stop with an error after more than this many consecutive non-finite steps.
         fps_images: how many images the FPS measurement times.
         num_samples: how many val images get a sample-prediction overlay in ``samples/``.
@@ -116,13 +118,16 @@ class TrainConfig:
     eval_every: int = 0
     ckpt_every: int = 100
     log_every: int = 10
-    amp: bool = True
+    amp: bool | str = True
     max_bad_steps: int = 20
     fps_images: int = 50
     num_samples: int = 8
     ddp_find_unused: bool = True
 
     def __post_init__(self) -> None:
+        from losslab.precision import check_amp  # here: this module stays importable without torch
+
+        check_amp(self.amp, "train config: amp")
         if self.augment not in ("ssd", "light", "none"):
             raise ValueError(f"train config: augment must be 'ssd', 'light' or 'none', got {self.augment!r}")
         if self.optimizer not in ("sgd", "adamw"):

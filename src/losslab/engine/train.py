@@ -2,8 +2,9 @@
 
 The model follows torchvision's detection interface: in training mode ``model(images, targets)``
 returns a dict whose ``loss_*`` entries the trainer sums (other entries are logged only). SGD with
-momentum and weight decay, linear warm-up then step decay, optional gradient clipping, fp16
-autocast with a GradScaler on CUDA, several processes through DDP.
+momentum and weight decay, linear warm-up then step decay, optional gradient clipping, mixed
+precision (``losslab.precision``: fp16 autocast with a GradScaler on CUDA, bf16 autocast and
+channels-last on CPUs with native bf16), several processes through DDP.
 
 Exact resume: the data order is a function of ``(seed, epoch)`` only (a seeded
 ``DistributedSampler``) and the position inside the epoch is saved with the weights, the
@@ -43,6 +44,7 @@ from losslab.engine.distributed import (
 )
 from losslab.engine.hooks import CallbackHook, HookBase, default_hooks
 from losslab.engine.sampler import ResumableSampler
+from losslab.precision import resolve_precision
 
 __all__ = ["NonFiniteLossError", "ResumableSampler", "Trainer", "build_optimizer", "seed_everything", "to_device"]
 
@@ -124,6 +126,9 @@ class Trainer:
         local_rank = self.rank % max(torch.cuda.device_count(), 1)
         self.device = torch.device(device) if device is not None else resolve_device(cfg.device, local_rank)
         self.model = model.to(self.device)
+        self.precision = resolve_precision(cfg.amp, self.device)
+        if self.precision.channels_last:  # before DDP wraps the parameters
+            self.model.to(memory_format=torch.channels_last)
         self.train_model = wrap_ddp(self.model, self.device, cfg.ddp_find_unused)
         self.sampler = ResumableSampler(dataset, self.world_size, self.rank, seed=cfg.seed)
         self.batches_per_epoch = self.sampler.num_samples // cfg.batch_size
@@ -138,7 +143,7 @@ class Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.params, cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(it, self.max_iter, cfg))
-        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
+        self.use_amp = self.precision.scaler  # float16: a GradScaler
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.config = config if config is not None else {"train": config_to_dict(cfg)}
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -247,8 +252,10 @@ class Trainer:
         t0 = time.perf_counter()
         images, targets = self._next_batch()
         images, targets = to_device(images, self.device), to_device(targets, self.device)
+        if self.precision.channels_last and isinstance(images, torch.Tensor) and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
         self.train_model.train()
-        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
+        with self.precision.autocast():
             out = self.train_model(images, targets)
         terms = {k: v for k, v in out.items() if k.startswith("loss_")}
         if not terms:
@@ -266,6 +273,10 @@ class Trainer:
                 norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
                 # with a scaler the step is skipped by the scaler itself on inf/nan gradients
                 grad_ok = self.use_amp or bool(torch.isfinite(norm))
+            elif self.precision.dtype is not None and not self.use_amp:
+                # bf16 has no GradScaler to skip a step with inf/nan gradients: check them as it does
+                norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+                grad_ok = bool(torch.isfinite(norm))
             if grad_ok:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()

@@ -72,6 +72,8 @@ def check_mask_inputs(
         raise ValueError(f"target must be a float tensor in [0, 1], got dtype {target.dtype}; call .float() first")
     if logits.shape != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape")
+    if logits.dtype in (torch.float16, torch.bfloat16):  # from an autocast region: losses run in float32
+        logits = logits.float()
     logits = _squeeze_channel(logits, "logits")
     target = _squeeze_channel(target, "target")
     if valid is not None:

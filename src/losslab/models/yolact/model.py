@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from losslab.models.yolact.anchors import level_scales, make_anchors
-from losslab.models.yolact.backbone import ResNetBackbone
+from losslab.models.yolact.backbone import build_backbone
 from losslab.models.yolact.config import YolactConfig
 from losslab.models.yolact.detect import detect
 from losslab.models.yolact.fpn import FPN
@@ -22,6 +22,7 @@ from losslab.models.yolact.head import PredictionHead
 from losslab.models.yolact.multibox_loss import MultiBoxLoss, YolactOutputs
 from losslab.models.yolact.protonet import ProtoNet
 from losslab.models.yolact.rescoring import MaskIoUNet
+from losslab.precision import autocast_dtype
 
 __all__ = ["Yolact", "count_parameters"]
 
@@ -53,7 +54,9 @@ class Yolact(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.backbone = ResNetBackbone(c.backbone, c.pretrained_backbone, c.dcn_stages, c.dcn_interval, c.freeze_bn)
+        self.backbone = build_backbone(
+            c.backbone, c.pretrained_backbone, c.dcn_stages, c.dcn_interval, c.freeze_bn, c.freeze_at
+        )
         self.fpn = FPN(self.backbone.out_channels, c.fpn_channels)
         self.protonet = ProtoNet(c.fpn_channels, c.proto_channels, c.num_prototypes)
         self.head = PredictionHead(c.fpn_channels, c.anchors_per_location, c.num_classes, c.num_prototypes)
@@ -101,15 +104,14 @@ class Yolact(nn.Module):
         """Prepare for fast inference (FPS) and switch to eval mode; returns ``self``.
 
         Folds the backbone's batch norms into its convs and, with ``amp``, stores the network's
-        weights in the autocast dtype (bfloat16 on CPU, float16 on CUDA) so that autocast does
+        weights in the autocast dtype (``losslab.precision.autocast_dtype``) so that autocast does
         not cast every weight again on every call. The mask re-scoring net stays in float32.
         The model can no longer train afterwards.
         """
         self.eval()
         self.backbone.fold_batchnorm()
-        if self.config.amp:
-            device = next(self.parameters()).device
-            dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        dtype = autocast_dtype(self.config.amp, next(self.parameters()).device)
+        if dtype is not None:
             for part in (self.backbone, self.fpn, self.protonet, self.head):
                 part.to(dtype)
         self._fused = True
@@ -121,9 +123,9 @@ class Yolact(nn.Module):
         return super().train(mode)
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if not self.config.amp:
+        dtype = autocast_dtype(self.config.amp, device)
+        if dtype is None:
             return contextlib.nullcontext()
-        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         return torch.autocast(device_type=device.type, dtype=dtype)
 
     def raw_outputs(self, images: Tensor) -> YolactOutputs:
@@ -154,7 +156,9 @@ class Yolact(nn.Module):
             if targets is None:
                 raise ValueError("Yolact in training mode needs targets; call model.eval() for predictions")
             self._check_targets(images, targets)
-            return self.criterion(self.raw_outputs(images), targets, self.maskiou_net)
+            outputs = self.raw_outputs(images)
+            with torch.autocast(images.device.type, enabled=False):  # the loss in float32 under any autocast
+                return self.criterion(outputs, targets, self.maskiou_net)
         out = self.raw_outputs(images)
         c = self.config
         return detect(
