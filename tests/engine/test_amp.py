@@ -15,8 +15,7 @@ from losslab.config import apply_overrides
 from losslab.data import collate_instances
 from losslab.engine.config import TrainConfig
 from losslab.engine.train import Trainer
-from losslab.models import create_model
-from losslab.models import model_config
+from losslab.models import create_model, model_config
 from losslab.precision import Precision, autocast_dtype, resolve_precision
 
 SIZE = 64

@@ -15,11 +15,10 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from losslab.data.transforms import ToTensor
-from losslab.models import create_model
+from losslab.models import create_model, model_config
 from losslab.models.yolact import efficientnet
 from losslab.models.yolact.backbone import EfficientNetLiteBackbone
 from losslab.models.yolact.efficientnet import EfficientNetLite0, lite0_weights_path, load_lite0_weights
-from losslab.models import model_config
 
 HEAD = ("_conv_head.", "_bn1.", "_fc.")  # the classifier's head: loaded and checked, then dropped
 
