@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from losslab.engine import run
 from losslab.engine.checkpoint import load_checkpoint, previous_of
@@ -149,8 +150,9 @@ def test_the_run_sets_its_thread_count_and_puts_the_callers_back(dense, tmp_path
         run.run_experiment({**dense, "threads": 1}, tmp_path / "a", progress=False)
         assert seen == [1] and calls[0] == 1 and torch.get_num_threads() == 2
         calls.clear()
-        run.run_experiment(dense, tmp_path / "b", progress=False)  # threads=0: the count is left alone
+        run.run_experiment(dense, tmp_path / "b", progress=False)  # threads=0: the count it finds, recorded
         assert seen == [1, 2] and set(calls) <= {2}
+        assert yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())["train"]["threads"] == 2
     finally:
         real(outer)
 
@@ -161,3 +163,15 @@ def _spy(fn, seen: list):
         return fn(*args, **kwargs)
 
     return wrapped
+
+
+def test_skip_bad_is_a_trainer_key_that_leaves_bad_entries_out(fake_models, fake_data, tmp_path):
+    shutil.copytree(fake_data["instance"], tmp_path / "data")
+    ann = tmp_path / "data" / "annotations" / "instances_train.json"
+    content = json.loads(ann.read_text())
+    content["annotations"].append({**content["annotations"][0], "id": 999, "image_id": 12345})
+    ann.write_text(json.dumps(content))
+    config = {**BASE, "model": "fake_instance", "data": str(tmp_path / "data"), "max_iter": 2}
+    with pytest.raises(ValueError, match=r"(?s)unknown image id 12345.*losslab train skip_bad=true"):
+        run.run_experiment(config, tmp_path / "a", progress=False)
+    assert run.run_experiment({**config, "skip_bad": True}, tmp_path / "b", progress=False)["iterations"] == 2

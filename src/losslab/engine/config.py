@@ -89,9 +89,10 @@ class TrainConfig:
             steps is not a result. 0.05 lets a rare bad batch pass (1 step in 20) and fails a
             diverged run as soon as that is certain.
         threads: torch CPU threads of the run (``torch.set_num_threads``), set at its start and
-            restored at its end; 0 keeps torch's default (one per core). Part of the run config
-            because the thread count changes the numbers (the order of float sums); a study fixes
-            it (1 unless its spec says otherwise) so that ``--workers`` never changes a run.
+            restored at its end; 0 takes the count torch has then (one per core by default) and
+            records it in ``config.yaml``. Part of the run config because the thread count changes
+            the numbers (the order of float sums); a study fixes it (1 unless its spec says
+            otherwise) so that ``--workers`` never changes a run.
         skip_bad: leave out the dataset entries that cannot be used (``losslab data check`` lists
             them) instead of refusing the dataset.
         fps_images: how many images the FPS measurement times.

@@ -10,7 +10,8 @@ study that crashed re-runs only what was lost.
 A run is a result or it fails with the reason: too many skipped steps or non-finite weights
 (``train.NonFiniteLossError``), a split without annotations, or an undefined mask AP (NaN) fail
 it; nothing broken is written as ``result.json``. The run sets its own torch thread count
-(``threads``) and puts the caller's back afterwards.
+(``threads``; 0 is the count torch has at the start, and ``config.yaml`` records the number) and
+puts the caller's back afterwards.
 
 This module only orchestrates: the config seam is ``engine.config.resolve_run_config``, the data
 ``engine.datasets``, the loop ``engine.train``, the metrics ``engine.evaluate``, the pictures
@@ -118,10 +119,9 @@ def _check_defined(metrics: Mapping[str, Any], val_set: Dataset) -> None:
 
 @contextmanager
 def _torch_threads(threads: int) -> Iterator[None]:
-    """The run's thread count (``threads``; 0 keeps the current one), the caller's put back after."""
+    """The run's thread count, the caller's put back after."""
     before = torch.get_num_threads()
-    if threads > 0:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -143,7 +143,8 @@ def _resume_state(last: Path) -> tuple[dict[str, Any] | None, str | None]:
         log.info("%s", note)
     if state is None:
         return None, None
-    return state, str(last if last.is_file() else ckpt.previous_of(last))
+    state["path"] = str(last if last.is_file() else ckpt.previous_of(last))  # for the trainer's messages
+    return state, state["path"]
 
 
 def run_experiment(config: Mapping[str, Any] | RunConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
@@ -162,6 +163,8 @@ def run_experiment(config: Mapping[str, Any] | RunConfig, run_dir: str | Path, p
     """
     # a copy: fitting num_classes to the dataset must not change the caller's RunConfig
     run = dataclasses.replace(config) if isinstance(config, RunConfig) else resolve_run_config(config)
+    if run.train.threads == 0:  # torch's count: recorded in config.yaml, so that a resume keeps it
+        run.train = dataclasses.replace(run.train, threads=torch.get_num_threads())
     with _torch_threads(run.train.threads):
         return _run(run, Path(run_dir), progress)
 

@@ -406,9 +406,9 @@ class Trainer:
 
     def load_checkpoint(self, source: str | Path | dict[str, Any]) -> None:
         """Restore a state written by ``save_checkpoint`` (weights, optimiser, position, RNG), from
-        its file or as already read."""
+        its file or as already read (its ``"path"`` entry, if any, names the file in messages)."""
         state = source if isinstance(source, dict) else ckpt.load_checkpoint(source)
-        path = "the checkpoint" if isinstance(source, dict) else source
+        path = state.get("path", "the checkpoint") if isinstance(source, dict) else source
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
