@@ -189,11 +189,11 @@ class Trainer:
     def train(self, resume_from: str | Path | dict[str, Any] | None = None) -> dict[str, Any]:
         """Run until ``max_iter``; resume from a checkpoint first if given.
 
-        Returns:
-            ``{"iterations", "skipped_steps", "train_seconds", "epoch"}``.
-
         Args:
             resume_from: a checkpoint file, or a state already read from one (``load_resumable``).
+
+        Returns:
+            ``{"iterations", "skipped_steps", "train_seconds", "epoch"}``.
 
         Raises:
             NonFiniteLossError: more than ``cfg.max_bad_steps`` consecutive non-finite steps, more

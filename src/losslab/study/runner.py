@@ -128,7 +128,7 @@ def study_lock(out_dir: Path) -> Iterator[None]:
 def _warn_oversubscribed(runs: list[RunSpec], workers: int, console: Console) -> None:
     """Say so when ``workers`` runs of ``threads`` threads each ask for more threads than there are cores."""
     threads = max((int(r.config.get("threads") or 0) for r in runs), default=0)
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if threads and workers * threads > cores:
         console.print(
             f"[yellow]note:[/] {workers} workers x {threads} threads per run = {workers * threads} threads on "
