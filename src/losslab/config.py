@@ -13,11 +13,12 @@ import json
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["apply_overrides", "closest", "config_to_dict", "lookup", "parse_kv", "suggest"]
+__all__ = ["apply_overrides", "closest", "config_to_dict", "lookup", "parse_kv", "read_yaml", "suggest"]
 
 
 def closest(name: str, valid: Iterable[str], n: int = 3) -> list[str]:
@@ -157,3 +158,27 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A dataclass as a plain dict (tuples become lists) that JSON and YAML can hold."""
     data = dataclasses.asdict(cfg)
     return json.loads(json.dumps(data, default=str))
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The content of a YAML file (``yaml.safe_load``: no Python tags), or ``None`` for an empty one.
+
+    Raises:
+        ValueError: the file cannot be read, is not UTF-8 text, or is not valid YAML; the message
+            names the file (and the position).
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None

@@ -234,7 +234,7 @@ def test_ensure_synthetic_leaves_nothing_after_a_crash(monkeypatch, tmp_path):
     monkeypatch.setattr(synth, "generate", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         ensure_synthetic(tmp_path, train=1, val=1, size=48, seed=0, workers=1, progress=False)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".generating.lock"]  # the lock stays, empty
 
 
 def test_dense_foreground_is_the_union_of_the_instances(tmp_path):

@@ -81,4 +81,5 @@ def test_flat_polygons_over_16bit_geotiffs_train_without_conversion(tmp_path):
 
     result = run_experiment({**TINY_RUN, "data": str(root)}, tmp_path / "run", progress=False)
     assert result["iterations"] == 2 and result["skipped_steps"] == 0
-    assert all(math.isfinite(v) for v in result["metrics"]["segm"].values())
+    # every metric is a number, except the size classes without objects: undefined (NaN), not -1
+    assert all(math.isfinite(v) for k, v in result["metrics"]["segm"].items() if k not in ("APs", "APm", "APl"))

@@ -122,16 +122,17 @@ def pycocotools_eval(gt: dict, dets: list[dict], iou_type: str, cls: type = COCO
 
 def pycocotools_metrics(ev: COCOeval) -> dict[str, float]:
     """Our metric keys from a summarized pycocotools COCOeval: stats for the standard ones, the
-    precision array per threshold (as summarize() does for AP50/AP75) for AP55 ... AP95."""
+    precision array per threshold (as summarize() does for AP50/AP75) for AP55 ... AP95; COCOeval's
+    -1 ("undefined") as NaN, evaluate_coco's convention."""
 
     def pct(v: float) -> float:
-        return float(v * 100.0) if v > -1 else -1.0
+        return float(v * 100.0) if v > -1 else float("nan")
 
     s = ev.stats
     out = {"AP": pct(s[0])}
     for t in range(10):
         p = ev.eval["precision"][t, :, :, 0, 2]
-        out[f"AP{50 + 5 * t}"] = pct(float(np.mean(p[p > -1]))) if (p > -1).any() else -1.0
+        out[f"AP{50 + 5 * t}"] = pct(float(np.mean(p[p > -1]))) if (p > -1).any() else float("nan")
     out.update({"APs": pct(s[3]), "APm": pct(s[4]), "APl": pct(s[5])})
     out.update({"AR1": pct(s[6]), "AR10": pct(s[7]), "AR100": pct(s[8])})
     return out

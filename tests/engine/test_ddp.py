@@ -79,3 +79,50 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 4  # rank 0 alone logged: a header and one row per iteration
+
+
+def _resume_worker(rank: int, world: int, port: int, out_dir: str, data: str) -> None:
+    from losslab.engine.distributed import barrier
+    from losslab.engine.run import run_experiment
+    from tests.engine._engine_fakes import fake_presets
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    init_distributed("gloo")
+    config = {"model": "fake_instance", "data": data, "batch_size": 2, "max_iter": 4, "ckpt_every": 2}
+    config |= {"device": "cpu", "num_samples": 1, "fps_images": 1, "threads": 1, "log_every": 1}
+    try:
+        with fake_presets():
+            run_experiment(config, out_dir, progress=False)
+            last = f"{out_dir}/checkpoints/last.pt"
+            if rank == 0:  # damaged after it was written: every rank must resume from previous.pt
+                with open(last, "r+b") as fh:
+                    fh.truncate(1000)
+            barrier()
+            # rank 1 reads the file rank 0 chose: the damaged one is already set aside
+            run_experiment({**config, "max_iter": 6}, out_dir, progress=False)
+    finally:
+        cleanup_distributed()
+
+
+def test_two_gloo_processes_resume_a_damaged_run_from_the_same_checkpoint(tmp_path):
+    from tests.engine._engine_fakes import write_datasets
+
+    data = write_datasets(tmp_path / "data")["instance"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "run"
+    ctx = mp.spawn(_resume_worker, args=(2, port, str(out), data), nprocs=2, join=False)
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.terminate()
+            pytest.fail(f"the two DDP processes still ran after {HANG_GUARD_S} s")
+    rows = [int(r.split(",")[0]) for r in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert rows == [1, 2, 3, 4, 5, 6]  # from iteration 2 of previous.pt, once, on rank 0
+    assert (out / "checkpoints" / "last.pt.damaged").is_file()
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["iteration"] == 6

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 def assert_same_metrics(ours: dict, ref: dict) -> None:
     assert list(ours) == list(METRIC_KEYS)
     for key in METRIC_KEYS:
-        assert ours[key] == pytest.approx(ref[key], abs=1e-9), key
+        assert ours[key] == pytest.approx(ref[key], abs=1e-9, nan_ok=True), key
 
 
 def square_mask(h: int, w: int, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
@@ -109,7 +110,7 @@ def test_hand_made_iou_060_detection():
         assert [m[f"AP{t}"] for t in range(50, 100, 5)] == [100.0] * 3 + [0.0] * 7
         assert m["AP"] == pytest.approx(30.0)
         assert m["AR100"] == pytest.approx(30.0)
-        assert m["APs"] == pytest.approx(30.0) and m["APm"] == m["APl"] == -1.0  # no medium/large object
+        assert m["APs"] == pytest.approx(30.0) and math.isnan(m["APm"]) and math.isnan(m["APl"])  # undefined
 
 
 def test_detection_on_a_crowd_region_is_not_a_false_positive():
@@ -170,13 +171,16 @@ def test_empty_detection_list_gives_zeros_not_a_crash():
         assert_same_metrics(res[iou_type], pycocotools_metrics(pycocotools_eval(gt, [], iou_type)))
     for metrics in res.values():
         assert metrics["AP"] == 0.0 and metrics["AR100"] == 0.0
-        assert all(v in (0.0, -1.0) for v in metrics.values())
+        assert all(v == 0.0 or math.isnan(v) for v in metrics.values())
 
 
-def test_no_ground_truth_gives_minus_one():
+def test_no_ground_truth_is_undefined_not_minus_one_or_zero():
+    # COCOeval's -1 sentinel must never reach a table or a mean as a score: NaN, "undefined"
     gt = coco([(1, 30, 30)], [])
-    res = evaluate_coco(gt, [det(1, square_mask(30, 30, 1, 1, 9, 9), 0.7)], ("segm",))
-    assert set(res["segm"].values()) == {-1.0}
+    metrics, curves = evaluate_coco_with_pr(gt, [det(1, square_mask(30, 30, 1, 1, 9, 9), 0.7)], ("segm",))
+    assert len(metrics["segm"]) == len(METRIC_KEYS) and all(math.isnan(v) for v in metrics["segm"].values())
+    assert all(math.isnan(v) for key in ("iou50", "iou75", "mean") for v in curves["segm"][key])
+    assert math.isnan(json.loads(json.dumps(metrics))["segm"]["AP"])  # result.json keeps it
 
 
 def test_paths_in_inputs_untouched_and_zero_annotation_ids(tmp_path):

@@ -77,7 +77,8 @@ def test_too_small_dataset_is_refused():
 
 def test_non_finite_steps_are_skipped_counted_and_logged(tmp_path, caplog):
     model = FakeInstanceModel(nan_ids=(3,))
-    trainer = _trainer(_cfg(max_iter=6, batch_size=2, lr_steps=()), tmp_path, model=model)
+    # 1 skipped step of 6 is more than the default 5 %: allow it to see it counted
+    trainer = _trainer(_cfg(max_iter=6, batch_size=2, lr_steps=(), max_skipped_fraction=0.2), tmp_path, model=model)
     seen: list[list[int]] = []
 
     class Watch(HookBase):
@@ -97,12 +98,53 @@ def test_non_finite_steps_are_skipped_counted_and_logged(tmp_path, caplog):
 
 def test_non_finite_forever_stops_with_a_clear_error():
     model = FakeInstanceModel(nan_ids=tuple(range(1, 13)))
-    trainer = _trainer(_cfg(max_iter=50, max_bad_steps=3), model=model)
+    trainer = _trainer(_cfg(max_iter=50, max_bad_steps=3, max_skipped_fraction=1.0), model=model)
     before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(NonFiniteLossError, match=r"4 consecutive steps.*max_bad_steps=3"):
         trainer.train()
     assert trainer.skipped_steps == 4 and trainer.iter == 3
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_a_run_that_skips_too_many_of_its_steps_fails_as_soon_as_that_is_certain():
+    # The case: 20 steps, every one non-finite, too short for the consecutive rule (20).
+    model = FakeInstanceModel(nan_ids=tuple(range(1, 13)))
+    trainer = _trainer(_cfg(max_iter=20), model=model)
+    with pytest.raises(NonFiniteLossError, match=r"2 of the run's 20 steps were skipped.*max_skipped_fraction=0.05"):
+        trainer.train()
+    assert trainer.iter == 1  # failed at the second step, not after twenty
+
+
+def test_skipped_steps_within_the_fraction_pass():
+    model = FakeInstanceModel(nan_ids=(3,))  # in one batch of the 6
+    summary = _trainer(_cfg(max_iter=6, batch_size=2, max_skipped_fraction=1 / 6), model=model).train()
+    assert summary["skipped_steps"] == 1 and summary["iterations"] == 6
+
+
+def test_non_finite_weights_at_the_end_fail_the_run_and_are_not_checkpointed(tmp_path):
+    trainer = _trainer(_cfg(max_iter=3), tmp_path)
+
+    def poison(t):  # what an infinite update on the last step leaves, with a finite loss
+        if t.iter == t.max_iter:
+            t.model.head.bias.data.fill_(float("nan"))
+
+    trainer.add_callback("after_step", poison)
+    with pytest.raises(NonFiniteLossError, match=r"after 3 steps \(0 skipped\).*parameter 'head.bias'"):
+        trainer.train()
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()
+
+
+def test_a_state_already_read_resumes_like_its_file(tmp_path):
+    first = _trainer(_cfg(max_iter=4, ckpt_every=2), tmp_path)
+    first.train()
+    path = tmp_path / "checkpoints" / "last.pt"
+    from losslab.engine.checkpoint import load_checkpoint
+
+    again = _trainer(_cfg(max_iter=4), tmp_path / "b")
+    again.train(resume_from=load_checkpoint(path))
+    assert again.iter == 4 and all(
+        torch.equal(a, b) for a, b in zip(first.model.parameters(), again.model.parameters(), strict=True)
+    )
 
 
 class _CrashError(Exception):
@@ -253,7 +295,7 @@ def test_adamw_optimizer_is_chosen_by_name_and_unknown_names_are_refused():
 
 def test_skipped_steps_reach_the_hooks_and_every_hook_is_closed_on_failure():
     model = FakeInstanceModel(nan_ids=tuple(range(1, 13)))
-    trainer = _trainer(_cfg(max_iter=10, max_bad_steps=1), model=model)
+    trainer = _trainer(_cfg(max_iter=10, max_bad_steps=1, max_skipped_fraction=1.0), model=model)
     skips, closed = [], []
 
     class Watch(HookBase):

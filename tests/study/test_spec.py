@@ -19,6 +19,7 @@ def test_tiny_spec_expands_seed_by_seed(tiny_spec):
         "max_iter": 3,
         "batch_size": 2,
         "mask_loss": "bce",
+        "threads": 1,  # fixed in the spec at load time: part of the run id, whatever --workers is
         "seed": 0,
     }
     assert len({r.run_id for r in runs}) == 4
@@ -55,6 +56,9 @@ def test_synthetic_dataset_becomes_trainer_keys(tiny_spec):
         ({"model": None}, "no model"),
         ({"grid": {"variants": {"a": 3}}}, "mapping of keys"),
         ({"grid": {"depth_loss": ["bce"]}, "baseline": None}, "regression"),
+        ({"seeds": 10_001}, "seeds: 10,001 would make at least 10,001 runs; a study makes at most 10,000"),
+        ({"seeds": 100_000_000_000}, "a study makes at most 10,000"),  # no MemoryError first
+        ({"seeds": 5001}, "the grid makes 10,002 runs"),
     ],
 )
 def test_spec_errors_name_the_problem(tiny_spec, change, message):
@@ -145,3 +149,30 @@ def test_builtin_quick_is_valid_for_the_trainer():
 def test_every_builtin_study_is_valid_for_the_trainer_and_models():
     for name in BUILTIN_STUDIES:
         validate_keys(load_study(name))  # raises on an unknown model or key
+
+
+def test_threads_set_by_the_spec_are_kept_and_an_axis_may_vary_them(tiny_spec):
+    tiny_spec["config"]["threads"] = 2
+    assert {r.config["threads"] for r in parse_study(tiny_spec).runs()} == {2}
+    tiny_spec["grid"]["threads"] = [1, 4]
+    assert sorted({r.config["threads"] for r in parse_study(tiny_spec).runs()}) == [1, 4]
+
+
+def test_a_too_large_grid_is_refused_before_anything_is_expanded(tiny_spec):
+    tiny_spec["grid"] = {f"axis{i}": list(range(10)) for i in range(5)}  # 100,000 configurations
+    with pytest.raises(ValueError, match=r"the grid makes 100,000 runs \(10 axis0 x .* x 1 seeds\), more than the"):
+        parse_study(tiny_spec, seeds=1)
+    tiny_spec["grid"] = {"mask_loss": ["bce", "dice"]}
+    with pytest.raises(ValueError, match=r"10,002 runs \(2 mask_loss x 5001 seeds\)"):
+        parse_study(tiny_spec, seeds=5001)
+
+
+def test_a_non_utf8_or_malformed_yaml_spec_names_the_file(tmp_path):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"name: caf\xe9\nmodel: yolact_tiny\n")
+    with pytest.raises(ValueError, match=rf"{latin1} is not UTF-8 text \(byte 0xe9 at offset 9\)"):
+        load_study(latin1)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("grid: [bce\n")
+    with pytest.raises(ValueError, match=rf"{broken}: not valid YAML"):
+        load_study(broken)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -12,20 +13,32 @@ import typer
 from losslab.engine.metric_keys import PAPER_COLUMNS
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` and exit: 2 for bad input, 1 for a run that failed."""
     typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
-    import yaml
+    from losslab.config import read_yaml
 
     if not path.is_file():
         _fail(f"--config {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = read_yaml(path) or {}
+    except ValueError as exc:
+        _fail(str(exc))
     if not isinstance(data, dict):
         _fail(f"{path} must hold a mapping of key: value, not a {type(data).__name__}")
     return data
+
+
+#: How an undefined metric (NaN: no ground truth) is shown.
+UNDEFINED = "—"
+
+
+def _cell(value: float, digits: int = 2) -> str:
+    return UNDEFINED if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _paper_table(metrics: dict[str, dict[str, float]], title: str) -> Any:
@@ -40,14 +53,23 @@ def _paper_table(metrics: dict[str, dict[str, float]], title: str) -> Any:
             table.add_column("all" if col == "AP" else col, justify="right")
         for iou_type, label in (("segm", "mask"), ("bbox", "box"), ("boundary", "boundary")):
             if iou_type in metrics:
-                table.add_row(label, *(f"{metrics[iou_type].get(c, float('nan')):.2f}" for c in PAPER_COLUMNS))
+                table.add_row(label, *(_cell(metrics[iou_type].get(c, math.nan)) for c in PAPER_COLUMNS))
         return table
     table.add_column("metric")
     table.add_column("value", justify="right")
     for task, values in metrics.items():
         for key, value in values.items():
-            table.add_row(f"{task}.{key}", f"{value:.4f}")
+            table.add_row(f"{task}.{key}", _cell(value, 4))
     return table
+
+
+def _undefined_note(metrics: dict[str, dict[str, float]]) -> str | None:
+    """A line explaining the undefined cells of ``_paper_table``, if it shows any."""
+    instance = any(k in metrics for k in ("segm", "bbox", "boundary"))
+    shown = [v for values in metrics.values() for k, v in values.items() if not instance or k in PAPER_COLUMNS]
+    if not any(math.isnan(v) for v in shown):
+        return None
+    return f"{UNDEFINED} = undefined: there was no ground truth to score against (a split without annotations)"
 
 
 def _print(obj: Any) -> None:
@@ -78,6 +100,7 @@ def train(
     from losslab.config import parse_kv
     from losslab.engine.config import resolve_run_config
     from losslab.engine.run import run_experiment
+    from losslab.engine.train import NonFiniteLossError
 
     try:
         kv = parse_kv(overrides or [])
@@ -98,11 +121,16 @@ def train(
         result = run_experiment(resolve_run_config(base, kv), out, progress=progress)
     except ValueError as exc:
         _fail(str(exc))
+    except NonFiniteLossError as exc:  # the run diverged: it failed, and says why
+        _fail(f"the run in {out} failed: {exc}", code=1)
     from losslab.engine.distributed import is_main_process
 
     if result is None or not is_main_process():  # the other processes of a torchrun launch stay quiet
         return
     _print(_paper_table(result["metrics"], f"{out} after {result['iterations']} iterations"))
+    note = _undefined_note(result["metrics"])
+    if note:
+        typer.echo(note)
     typer.echo(
         f"fps {result['fps']:.1f} · train {result['train_seconds']:.0f} s · skipped steps "
         f"{result['skipped_steps']} · results in {out / 'result.json'}"
@@ -118,6 +146,9 @@ def evaluate(
     out: Path = typer.Option(None, "--out", "-o", help="Where to write eval.json (default: next to CHECKPOINT)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(8, help="Images per forward pass."),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Leave out the dataset entries that cannot be used (`losslab data check` lists them)."
+    ),
 ) -> None:
     """Evaluate a checkpoint: prints the paper's row (all, AP50 ... AP95) for masks and boxes.
 
@@ -129,12 +160,15 @@ def evaluate(
     from losslab.engine.inference import evaluate_checkpoint
 
     try:
-        metrics = evaluate_checkpoint(checkpoint, data, split, resolve_device(device), batch_size)
+        metrics = evaluate_checkpoint(checkpoint, data, split, resolve_device(device), batch_size, skip_bad)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     out = out or checkpoint.parent / "eval.json"
     atomic_write_json(out, metrics)
     _print(_paper_table(metrics, f"{checkpoint} on {data or 'its own data'} ({split})"))
+    note = _undefined_note(metrics)
+    if note:
+        typer.echo(note)
     typer.echo(f"written to {out}")
 
 

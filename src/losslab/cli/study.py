@@ -46,7 +46,14 @@ def run_cmd(
     name_or_yaml: str = typer.Argument(..., help="A built-in study (`losslab study list`) or a study YAML file."),
     out: Path = typer.Option(..., "--out", "-o", help="The study folder (study.db, runs/, the report)."),
     seeds: int = typer.Option(None, "--seeds", help="Run seeds 0..N-1 instead of the spec's seeds."),
-    workers: int = typer.Option(1, "--workers", "-w", help="Local runs in parallel processes (1: in this process)."),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        "-w",
+        help="Runs at once, in parallel processes (1: in this process). Each run uses the torch threads its "
+        "config says (the trainer key `threads`: 1 unless the spec sets it, e.g. --set threads=2), so --workers "
+        "never changes a run's numbers; keep workers x threads within the cores.",
+    ),
     executor: str = typer.Option("local", "--executor", help="'local' or 'ray' (one run per Ray task)."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray instance)."),
     set_: list[str] = typer.Option([], "--set", help="Override a base config key for every run: key=value."),
@@ -61,7 +68,7 @@ def run_cmd(
     """
     from losslab.study.report import print_tables, write_report
     from losslab.study.runner import run_study
-    from losslab.study.spec import load_study, parse_study, validate_keys
+    from losslab.study.spec import load_study, parse_study
 
     try:
         study = load_study(name_or_yaml, seeds=seeds)
@@ -70,8 +77,6 @@ def run_cmd(
             data["config"].update({k: yaml.safe_load(v) for k, v in parse_kv(set_).items()})
             study = parse_study(data, where=name_or_yaml)
         fn = _load_run_fn(run_fn)
-        if fn is None:
-            validate_keys(study)
         start = time.time()
         summary = run_study(study, out, run_fn=fn, executor=executor, workers=workers, address=address,
                             retry_failed=retry_failed, console=err)  # fmt: skip

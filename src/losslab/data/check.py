@@ -3,9 +3,10 @@ summarise it; ``check_root`` does it for every split of a dataset root; ``lossla
 prints the result.
 
 Findings come in two kinds. **Problems** are entries that cannot be used (training refuses them
-unless ``skip_bad``). **Notes** are things read in a way the file did not spell out, counted by
-kind: flat-list polygons, renumbered ids, grouping categories, library warnings, EXIF
-orientations, images scaled to 8 bit, size mismatches resized to the json's size.
+unless ``skip_bad``) and a split without a single non-crowd annotation (training refuses it).
+**Notes** are things read in a way the file did not spell out, counted by kind: flat-list
+polygons, renumbered ids, grouping categories, library warnings, EXIF orientations, images scaled
+to 8 bit, size mismatches resized to the json's size.
 """
 
 from __future__ import annotations
@@ -97,6 +98,16 @@ def check_dataset(ann_file: str | Path, image_dir: str | Path, read_images: bool
             area = float(a.get("area", 0.0))
             sizes[next(name for name, top in SIZE_BUCKETS if area < top)] += 1
     report.images = len(index.images)
+    if report.annotations == report.crowd:  # a split without a single object to learn or score
+        report.problems.append(
+            Problem(
+                f,
+                "the split",
+                f"no annotations in its {report.images} image(s)"
+                + (f" (only {report.crowd} crowd region(s))" if report.crowd else "")
+                + ": training has nothing to learn from it and COCO AP on it is undefined",
+            )
+        )
     report.sizes = {name: sizes[name] for name, _ in SIZE_BUCKETS}
     report.image_sizes = dict(image_sizes.most_common())
     return report

@@ -75,7 +75,8 @@ class CocoInstances(Dataset):
         if index.problems and not skip_bad:
             raise ValueError(
                 f"{len(index.problems)} problem(s) in {self.ann_file}:\n  {_format_problems(index.problems)}\n"
-                "Fix the file, or pass skip_bad=True (--skip-bad) to leave these entries out."
+                "Fix the file, or leave these entries out with skip_bad (the trainer key: `losslab train "
+                "skip_bad=true`, `skip_bad: true` in a study's config; `losslab eval --skip-bad`)."
             )
         for p in index.problems:
             log.warning("skipped: %s", p)

@@ -266,6 +266,15 @@ def _load_images(data: dict, image_dir: Path, check_files: bool, f: str, problem
     return images, refused
 
 
+def _unknown_image(iid: object, images: dict) -> str:
+    """Why an annotation's ``image_id`` names no image; says so when only the id's type differs."""
+    twin = str(iid) if _is_int(iid) else int(iid) if isinstance(iid, str) and iid.isdigit() else None
+    if twin is None or twin not in images:
+        return f"unknown image id {iid!r}"
+    kinds = ("an integer", "a string") if _is_int(iid) else ("a string", "an integer")
+    return f"image_id {iid!r} is {kinds[0]} but the image's id is {twin!r}, {kinds[1]}: write both ids the same way"
+
+
 def _check_annotation(a: Any, seen: set, images: dict, refused: set, cats: dict, cmap: dict | None) -> str | None:
     why = _missing(a, ("id", "image_id", "category_id", "segmentation"))
     if why is None and not isinstance(a["id"], (int, str)):
@@ -275,7 +284,7 @@ def _check_annotation(a: Any, seen: set, images: dict, refused: set, cats: dict,
     if why is None and not (isinstance(a["image_id"], (int, str)) and a["image_id"] in images):
         iid = a["image_id"]
         gone = isinstance(iid, (int, str)) and iid in refused
-        why = "its image was refused (see that image's problem)" if gone else f"unknown image id {iid!r}"
+        why = "its image was refused (see that image's problem)" if gone else _unknown_image(iid, images)
     cid = a["category_id"] if why is None else None
     if why is None and (cmap.get(cid) if cmap is not None and isinstance(cid, (int, str)) else cid) not in cats:
         why = f"unknown category id {cid!r}; known: {sorted(cats) if cmap is None else sorted(cmap, key=str)}"

@@ -13,6 +13,7 @@ not depend on the number of worker processes, and the same arguments give the sa
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import multiprocessing as mp
@@ -20,6 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -261,7 +263,9 @@ def ensure_synthetic(
 
     The folder name holds the arguments and a hash of them (and of ``GENERATOR_VERSION``). The
     dataset is written into a temporary folder next to it and renamed into place when complete,
-    so a crash or a concurrent caller never sees half a dataset.
+    so a crash or a concurrent caller never sees half a dataset. The temporary folders that a
+    killed generator left (``.tmp-synth-*``) are removed by the next generation that finds no other
+    one running (``_generating``).
 
     Args:
         cache_dir: where datasets live (default ``default_cache_dir()``).
@@ -282,14 +286,42 @@ def ensure_synthetic(
     if (final / "synth.json").exists():
         return final
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=cache))
-    try:
-        generate(tmp, cfg, workers=workers, progress=progress)
+    with _generating(cache):
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=cache))
         try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "synth.json").exists():  # not a finished twin from a concurrent caller
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            generate(tmp, cfg, workers=workers, progress=progress)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / "synth.json").exists():  # not a finished twin from a concurrent caller
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+#: How the temporary folders of ``ensure_synthetic`` begin (``.tmp-synth-...``).
+TMP_PREFIX = ".tmp-"
+
+
+@contextmanager
+def _generating(cache: Path) -> Iterator[None]:
+    """Hold ``cache/.generating.lock`` shared while generating into ``cache``.
+
+    Whoever can take the lock exclusively knows that no generator is running, so every temporary
+    folder in the cache was left by a killed one: it removes them first. The lock goes with the
+    process that holds it, however it dies.
+    """
+    fd = os.open(cache / ".generating.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another generator is running: its folder is not stale
+        else:
+            for stale in cache.glob(f"{TMP_PREFIX}synth-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # taken before this generator's folder exists
+        yield
+    finally:
+        os.close(fd)

@@ -160,8 +160,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], keep_previous: bool
 
 
 def _first_line(exc: BaseException) -> str:
+    # the first sentence: torch follows "failed finding central directory" with a paragraph of advice
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line.split(". ")[0].rstrip(".")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -197,8 +199,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def load_resumable(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any] | None, str]:
+def load_resumable(
+    path: str | Path, map_location: str | torch.device = "cpu", set_aside: bool = False
+) -> tuple[dict[str, Any] | None, str]:
     """The newest good checkpoint of a run, for resuming: ``path``, else ``previous_of(path)``.
+
+    Args:
+        path: the run's ``last.pt``.
+        map_location: as ``torch.load``.
+        set_aside: rename each damaged file to ``NAME.damaged`` (replacing an older one), so that
+            the next save does not keep it as ``previous.pt`` and a retry does not read it again.
 
     Returns:
         ``(state, note)``: the state (``None`` when neither file is usable: train from the start)
@@ -212,14 +222,23 @@ def load_resumable(path: str | Path, map_location: str | torch.device = "cpu") -
         try:
             state = load_checkpoint(candidate, map_location)
         except CheckpointError as exc:
-            problems.append(str(exc))
+            problems.append(str(exc) + (_set_aside(candidate) if set_aside else ""))
             continue
         if candidate == path:
             return state, f"resuming from {candidate} (iteration {state.get('iteration', '?')})"
-        return state, f"{problems[0]}; resuming from the previous checkpoint {candidate} instead"
+        return state, (
+            f"{problems[0]}; resuming from the previous checkpoint {candidate} "
+            f"(iteration {state.get('iteration', '?')}) instead"
+        )
     if problems:
         return None, f"{'; '.join(problems)}; no good checkpoint is left, so the run starts again from iteration 0"
     return None, f"no checkpoint at {path}: starting from iteration 0"
+
+
+def _set_aside(path: Path) -> str:
+    aside = path.with_name(f"{path.name}.damaged")
+    os.replace(path, aside)
+    return f" (kept as {aside.name})"
 
 
 def clean_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -13,6 +13,7 @@ Adding a trainer key is a change in one place: a ``TrainConfig`` field (with its
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -36,6 +37,11 @@ __all__ = [
 SYNTH_KEYS = {"train": "synth_train", "val": "synth_val", "size": "synth_size", "seed": "synth_seed"}
 #: The trainer keys that name a split's files explicitly (any COCO json + image folder pair).
 DATA_FILE_KEYS = ("train_json", "train_images", "val_json", "val_images")
+#: Trainer keys that may be 0 but not negative.
+NON_NEGATIVE = (
+    "max_iter", "epochs", "warmup_iters", "workers", "eval_every", "ckpt_every", "max_bad_steps", "threads",
+    "num_samples", "weight_decay", "grad_clip",
+)  # fmt: skip
 
 
 @dataclass
@@ -80,6 +86,17 @@ class TrainConfig:
             bf16 autocast + channels-last on CPUs with native bf16 (float32 on other CPUs, logged
             once); ``bf16`` forces bf16 autocast on any device; false is float32.
         max_bad_steps: stop with an error after more than this many consecutive non-finite steps.
+        max_skipped_fraction: fail the run once more than this fraction of its ``max_iter`` steps
+            were skipped (non-finite loss or gradient): a run that learned from too few of its
+            steps is not a result. 0.05 lets a rare bad batch pass (1 step in 20) and fails a
+            diverged run as soon as that is certain.
+        threads: torch CPU threads of the run (``torch.set_num_threads``), set at its start and
+            restored at its end; 0 takes the count torch has then (one per core by default) and
+            records it in ``config.yaml``. Part of the run config because the thread count changes
+            the numbers (the order of float sums); a study fixes it (1 unless its spec says
+            otherwise) so that ``--workers`` never changes a run.
+        skip_bad: leave out the dataset entries that cannot be used (``losslab data check`` lists
+            them) instead of refusing the dataset.
         fps_images: how many images the FPS measurement times.
         num_samples: how many val images get a sample-prediction overlay in ``samples/``.
         ddp_find_unused: let DDP handle parameters that get no gradient in some step (a batch
@@ -120,6 +137,9 @@ class TrainConfig:
     log_every: int = 10
     amp: bool | str = True
     max_bad_steps: int = 20
+    max_skipped_fraction: float = 0.05
+    threads: int = 0
+    skip_bad: bool = False
     fps_images: int = 50
     num_samples: int = 8
     ddp_find_unused: bool = True
@@ -132,11 +152,11 @@ class TrainConfig:
             raise ValueError(f"train config: augment must be 'ssd', 'light' or 'none', got {self.augment!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"train config: optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
-        positive = ("batch_size", "log_every", "fps_images")
-        for name in positive:
+        self._check_finite()
+        for name in ("batch_size", "log_every", "fps_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train config: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_iter", "epochs", "warmup_iters", "workers", "eval_every", "ckpt_every"):
+        for name in NON_NEGATIVE:
             if getattr(self, name) < 0:
                 raise ValueError(f"train config: {name} must be >= 0, got {getattr(self, name)}")
         if self.max_iter == 0 and self.epochs == 0:
@@ -146,10 +166,23 @@ class TrainConfig:
                 f"train config: need lr > 0, 0 < gamma <= 1 and 0 < warmup_factor <= 1 "
                 f"(got lr={self.lr}, gamma={self.gamma}, warmup_factor={self.warmup_factor})"
             )
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"train config: momentum must lie in [0, 1), got {self.momentum}")
+        if not 0 <= self.max_skipped_fraction <= 1:
+            raise ValueError(f"train config: max_skipped_fraction must lie in [0, 1], got {self.max_skipped_fraction}")
         if any(s <= 0 for s in self.lr_steps):
             raise ValueError(f"train config: lr_steps must be positive, got {list(self.lr_steps)}")
         self.lr_steps = tuple(float(s) for s in self.lr_steps)
         self._check_label_noise()
+
+    def _check_finite(self) -> None:
+        # NaN passes every comparison check (nan <= 0 is False) and SGD / AdamW accept NaN and inf:
+        # without this a NaN learning rate trains a NaN model to the end.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise ValueError(f"train config: {f.name} must be a finite number, got {value}")
 
     def _check_label_noise(self) -> None:
         # Imported here: the spec grammar lives with the losses (torch), and this module stays

@@ -7,8 +7,11 @@ percent: ``AP`` (IoU 0.50:0.95), ``AP50`` ... ``AP95`` (one per IoU threshold, a
 Conventions (they follow pycocotools, so that numbers stay comparable with published ones):
 
 * Values are ``100 x`` COCOeval's. Where COCOeval has nothing to average (no ground-truth object
-  in that category / area range, e.g. ``APs`` on a dataset without small objects) it returns
-  ``-1``; we keep ``-1.0`` as that sentinel (not ``-100``). Treat negative values as "undefined".
+  in that category / area range, e.g. ``APs`` on a dataset without small objects, or every metric
+  on images without annotations) it returns its sentinel ``-1``; we return ``NaN`` there
+  ("undefined"), so that no table, mean or comparison can take it for a score of -1 or 0. NaN
+  survives JSON (Python writes and reads it), the study store keeps it as NULL, and
+  ``run_experiment`` fails a run whose mask AP is NaN. The PR curves use NaN the same way.
 * An empty detection list is valid and gives ``0.0`` wherever ground truth exists (pycocotools
   itself would crash in ``loadRes`` on ``[]``; ``COCOeval`` on an empty result set gives 0).
 * ``boundary`` is Boundary AP (Cheng et al., CVPR 2021): the IoU of a detection and a non-crowd
@@ -47,6 +50,7 @@ from losslab.engine.train import to_device
 __all__ = [
     "IOU_TYPES",
     "METRIC_KEYS",
+    "UNDEFINED",
     "Evaluation",
     "InstanceEvaluator",
     "evaluate_coco",
@@ -58,19 +62,22 @@ __all__ = [
 ]
 
 IOU_TYPES = ("segm", "bbox", "boundary")
+#: An undefined metric. One object for all of them: Python compares containers by identity before
+#: ``==``, so two evaluations of the same input still compare equal although NaN != NaN.
+UNDEFINED = float("nan")
 
 
 def _percent(values: np.ndarray) -> float:
-    """COCOeval's ``_summarize`` average of the entries > -1, in percent; -1 when there are none."""
+    """COCOeval's ``_summarize`` average of the entries > -1, in percent; NaN when there are none."""
     valid = values[values > -1]
-    return float(np.mean(valid) * 100.0) if valid.size else -1.0
+    return float(np.mean(valid) * 100.0) if valid.size else UNDEFINED
 
 
 def summarize_precision(precision: np.ndarray, recall: np.ndarray) -> dict[str, float]:
     """The metrics of ``METRIC_KEYS`` from COCOeval's accumulated arrays.
 
     Args:
-        precision: ``eval["precision"]``, -1 where a category has no ground truth.
+        precision: ``eval["precision"]``, -1 where a category has no ground truth (COCOeval's sentinel).
         recall: ``eval["recall"]``.
 
     Shape:
@@ -97,7 +104,7 @@ def pr_curves_from_precision(precision: np.ndarray) -> dict[str, list[float]]:
 
     Precision at each of COCO's 101 recall points, averaged over the categories that have
     ground truth: at IoU 0.50 (``"iou50"``), 0.75 (``"iou75"``) and averaged over the ten
-    thresholds (``"mean"``). Values are fractions in [0, 1] (not percent); -1 where no category
+    thresholds (``"mean"``). Values are fractions in [0, 1] (not percent); NaN where no category
     has ground truth. COCO's interpolated precision is 0 beyond the highest recall reached.
 
     Shape:
@@ -108,7 +115,7 @@ def pr_curves_from_precision(precision: np.ndarray) -> dict[str, list[float]]:
     sums = np.where(valid, p, 0.0)
 
     def _mean(s: np.ndarray, n: np.ndarray) -> list[float]:
-        return [float(v) if c else -1.0 for v, c in zip(s / np.maximum(n, 1), n, strict=True)]
+        return [float(v) if c else UNDEFINED for v, c in zip(s / np.maximum(n, 1), n, strict=True)]
 
     return {
         "recall": [round(r, 2) for r in np.linspace(0.0, 1.0, 101).tolist()],
@@ -266,7 +273,7 @@ def evaluate_coco(
 
     Returns:
         ``{iou_type: {"AP", "AP50", "AP55", ..., "AP95", "APs", "APm", "APl", "AR1", "AR10",
-        "AR100"}}``; -1.0 marks a metric COCOeval leaves undefined (no ground truth).
+        "AR100"}}``; NaN marks a metric COCOeval leaves undefined (its -1: no ground truth).
 
     Raises:
         ValueError: an unknown IoU type, a malformed ground truth, or a detection that lacks a key

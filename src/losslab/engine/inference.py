@@ -64,12 +64,18 @@ def model_from_checkpoint(
 
 
 def evaluate_checkpoint(
-    path: str | Path, data: str = "", split: str = "val", device: torch.device | str = "cpu", batch_size: int = 8
+    path: str | Path,
+    data: str = "",
+    split: str = "val",
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+    skip_bad: bool = False,
 ) -> dict[str, dict[str, float]]:
     """The metrics of a checkpoint on one split of ``data``: a dataset folder in any layout,
     ``"synthetic"`` (the synthetic dataset of the run's own ``synth_*`` keys), or ``""`` for the
     run's own data (its explicit ``*_json`` / ``*_images`` files included). A new ``data`` drops
-    the run's explicit files, so that they cannot shadow it.
+    the run's explicit files, so that they cannot shadow it. ``skip_bad`` (or the run's own
+    ``skip_bad``) leaves unusable entries out; undefined metrics (no ground truth) are NaN.
 
     Raises:
         ValueError: not a losslab checkpoint, or a dataset that cannot be read.
@@ -79,7 +85,8 @@ def evaluate_checkpoint(
     run = stored_run_config(state, path)
     train = run.train if not data else replace(run.train, data=data, **dict.fromkeys(DATA_FILE_KEYS, ""))
     root = dataset_root(train, model.task)
-    dataset, collate_fn = build_split(root, split, model.task, int(model.config.input_size), False)
+    size = int(model.config.input_size)
+    dataset, collate_fn = build_split(root, split, model.task, size, False, skip_bad=skip_bad or train.skip_bad)
     return evaluate_model(model, dataset, model.task, device, batch_size, collate_fn).metrics
 
 

@@ -1,9 +1,17 @@
 """``run_experiment``: one training + evaluation + FPS measurement in its own run folder.
 
 The run folder holds ``config.yaml`` (the resolved trainer and model configs), ``metrics.csv``,
-``checkpoints/last.pt``, ``eval.json``, ``result.json`` and ``samples/<image_id>.png``. Calling
-``run_experiment`` again on the same folder resumes from the last checkpoint, so a study that
-crashed re-runs only what was lost.
+``checkpoints/last.pt`` (and ``previous.pt``), ``eval.json``, ``result.json`` and
+``samples/<image_id>.png``. Calling ``run_experiment`` again on the same folder resumes from the
+last good checkpoint (``checkpoint.load_resumable``: ``last.pt``, else ``previous.pt``, else from
+the start, and it logs which), after removing the temporaries an interrupted write left, so a
+study that crashed re-runs only what was lost.
+
+A run is a result or it fails with the reason: too many skipped steps or non-finite weights
+(``train.NonFiniteLossError``), a split without annotations, or an undefined mask AP (NaN) fail
+it; nothing broken is written as ``result.json``. The run sets its own torch thread count
+(``threads``; 0 is the count torch has at the start, and ``config.yaml`` records the number) and
+puts the caller's back afterwards.
 
 This module only orchestrates: the config seam is ``engine.config.resolve_run_config``, the data
 ``engine.datasets``, the loop ``engine.train``, the metrics ``engine.evaluate``, the pictures
@@ -14,7 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +93,58 @@ def _final_measurements(
     """The trained model's evaluation (with per-image AP), sample pictures and FPS (rank 0 only)."""
     cfg = run.train
     evaluation = evaluate(model, per_image=True)
+    _check_defined(evaluation.metrics, val_set)
     ckpt.atomic_write_json(run_dir / "eval.json", evaluation.metrics)
     save_samples(model, val_set, run_dir / "samples", cfg.num_samples, device)
     # real inputs give the honest NMS and mask-assembly cost of a trained model
     inputs = torch.stack([val_set[i][0] for i in range(min(FPS_INPUTS, len(val_set)))])
     fps = measure_fps(model, run.model.input_size, device, n=cfg.fps_images, images=inputs)
     return evaluation, float(fps["fps"])
+
+
+def _check_defined(metrics: Mapping[str, Any], val_set: Dataset) -> None:
+    """Refuse a result whose mask AP is undefined (NaN: COCOeval had no ground truth to score).
+
+    Raises:
+        ValueError: naming the validation split's json and why.
+    """
+    ap = metrics.get("segm", {}).get("AP", 0.0)
+    if not math.isnan(ap):
+        return
+    ann_file = getattr(val_set, "ann_file", "?")
+    if not getattr(val_set, "gt", {}).get("annotations"):
+        raise ValueError(f"the validation split {ann_file} has no annotations: AP is undefined")
+    raise ValueError(f"mask AP on the validation split {ann_file} is undefined (no non-crowd ground truth)")
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """The run's thread count, the caller's put back after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _resume_state(last: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The state to resume from and its file (``(None, None)``: from the start), after removing the
+    stale temporaries of interrupted writes; a damaged checkpoint is set aside (``*.damaged``)."""
+    for folder in (last.parent.parent, last.parent):
+        for stale in ckpt.clean_stale_temporaries(folder):
+            log.warning("removed %s, left by an interrupted write", stale)
+    if not last.is_file() and not ckpt.previous_of(last).is_file():
+        return None, None
+    state, note = ckpt.load_resumable(last, set_aside=True)
+    if state is None or not note.startswith("resuming from"):
+        log.warning("%s", note)  # a damaged file: the run falls back or restarts, and says which
+    else:
+        log.info("%s", note)
+    if state is None:
+        return None, None
+    state["path"] = str(last if last.is_file() else ckpt.previous_of(last))  # for the trainer's messages
+    return state, state["path"]
 
 
 def run_experiment(config: Mapping[str, Any] | RunConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
@@ -107,9 +163,15 @@ def run_experiment(config: Mapping[str, Any] | RunConfig, run_dir: str | Path, p
     """
     # a copy: fitting num_classes to the dataset must not change the caller's RunConfig
     run = dataclasses.replace(config) if isinstance(config, RunConfig) else resolve_run_config(config)
+    if run.train.threads == 0:  # torch's count: recorded in config.yaml, so that a resume keeps it
+        run.train = dataclasses.replace(run.train, threads=torch.get_num_threads())
+    with _torch_threads(run.train.threads):
+        return _run(run, Path(run_dir), progress)
+
+
+def _run(run: RunConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
     cfg = run.train
     device = resolve_device(cfg.device, init_distributed().local_rank)
-    run_dir = Path(run_dir)
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
     train_set, val_set, collate_fn = build_datasets(cfg, run.task, run.model.input_size, progress)
@@ -131,8 +193,9 @@ def run_experiment(config: Mapping[str, Any] | RunConfig, run_dir: str | Path, p
         trainer.register_hooks(
             [EvalHook(cfg.eval_every, lambda m: evaluate(m).metrics, run_dir / "eval_history.jsonl")]
         )
-    last = run_dir / "checkpoints" / "last.pt"
-    summary = trainer.train(resume_from=last if last.is_file() else None)
+    state, source = _resume_state(run_dir / "checkpoints" / "last.pt") if is_main_process() else (None, None)
+    source = broadcast_object(source)  # under torchrun the other processes read the file rank 0 chose
+    summary = trainer.train(resume_from=state if is_main_process() else source)
 
     result = None
     if is_main_process():

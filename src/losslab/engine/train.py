@@ -52,7 +52,9 @@ log = logging.getLogger("losslab.engine")
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training stopped: too many consecutive steps had a NaN or infinite loss."""
+    """Training failed: too many steps had a NaN or infinite loss or gradient (more than
+    ``max_bad_steps`` in a row, or more than ``max_skipped_fraction`` of the run), or the weights
+    ended non-finite. Such a run is no result: it is failed with this reason, never stored as done."""
 
 
 def seed_everything(seed: int) -> None:
@@ -189,14 +191,19 @@ class Trainer:
                 getattr(hook, event)(self)
 
     # -- the loop --------------------------------------------------------------------------------
-    def train(self, resume_from: str | Path | None = None) -> dict[str, Any]:
+    def train(self, resume_from: str | Path | dict[str, Any] | None = None) -> dict[str, Any]:
         """Run until ``max_iter``; resume from a checkpoint first if given.
+
+        Args:
+            resume_from: a checkpoint file, or a state already read from one (``load_resumable``).
 
         Returns:
             ``{"iterations", "skipped_steps", "train_seconds", "epoch"}``.
 
         Raises:
-            NonFiniteLossError: more than ``cfg.max_bad_steps`` consecutive non-finite losses.
+            NonFiniteLossError: more than ``cfg.max_bad_steps`` consecutive non-finite steps, more
+                than ``cfg.max_skipped_fraction`` of the run's steps skipped, or non-finite weights
+                at the end.
         """
         was_deterministic = torch.are_deterministic_algorithms_enabled()
         if resume_from is not None:
@@ -212,6 +219,7 @@ class Trainer:
             while self.iter < self.max_iter:
                 self.run_step()
                 self._call("after_step")
+            self._check_weights_finite()  # before after_train: a broken model is never checkpointed
             self._call("after_train")
         finally:
             for hook in self.hooks:  # also when training fails: live displays stop, files close
@@ -334,12 +342,33 @@ class Trainer:
             self.skipped_steps,
         )
         self._call("after_skip")
+        hint = "Lower lr, set grad_clip, or check these images' annotations."
         if self.consecutive_bad > self.cfg.max_bad_steps:
             raise NonFiniteLossError(
                 f"{self.consecutive_bad} consecutive steps had a non-finite loss (limit max_bad_steps="
                 f"{self.cfg.max_bad_steps}); last at iteration {self.iter + 1} on images {ids}, terms "
-                f"{shown}. Lower lr, set grad_clip, or check these images' annotations."
+                f"{shown}. {hint}"
             )
+        # Fails as soon as the run can no longer stay under the limit: the count only grows.
+        allowed = self.cfg.max_skipped_fraction * self.max_iter
+        if self.skipped_steps > allowed:
+            raise NonFiniteLossError(
+                f"{self.skipped_steps} of the run's {self.max_iter} steps were skipped for a non-finite loss "
+                f"or gradient, more than max_skipped_fraction={self.cfg.max_skipped_fraction:g} allows "
+                f"({allowed:g}): the run learned from too few of its steps. Last at iteration "
+                f"{self.iter + 1} on images {ids}, terms {shown}. {hint}"
+            )
+
+    def _check_weights_finite(self) -> None:
+        """Raise ``NonFiniteLossError`` naming the first parameter or buffer that is NaN or infinite."""
+        for kind, named in (("parameter", self.model.named_parameters()), ("buffer", self.model.named_buffers())):
+            for name, tensor in named:
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    raise NonFiniteLossError(
+                        f"after {self.iter} steps ({self.skipped_steps} skipped) the model's {kind} {name!r} "
+                        f"holds NaN or infinite values: the run diverged and is no result. Lower lr or set "
+                        "grad_clip."
+                    )
 
     # -- evaluation and checkpoints --------------------------------------------------------------
     def run_evaluation(self, eval_fn: Callable[[nn.Module], dict]) -> dict:
@@ -386,9 +415,11 @@ class Trainer:
             return None
         return ckpt.save_checkpoint(path, self.state_dict())
 
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Restore a state written by ``save_checkpoint`` (weights, optimiser, position, RNG)."""
-        state = ckpt.load_checkpoint(path)
+    def load_checkpoint(self, source: str | Path | dict[str, Any]) -> None:
+        """Restore a state written by ``save_checkpoint`` (weights, optimiser, position, RNG), from
+        its file or as already read (its ``"path"`` entry, if any, names the file in messages)."""
+        state = source if isinstance(source, dict) else ckpt.load_checkpoint(source)
+        path = state.get("path", "the checkpoint") if isinstance(source, dict) else source
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -226,19 +226,15 @@ def _die_with_parent(parent_pid: int, poll_seconds: float = 0.5) -> None:
     threading.Thread(target=watch, name="losslab-parent-watch", daemon=True).start()
 
 
-def _init_worker(threads: int, parent_pid: int) -> None:
+def _init_worker(parent_pid: int) -> None:
+    # No thread count here: each run sets its own (the trainer key ``threads``), so that its numbers
+    # do not depend on how many workers run beside it.
     _die_with_parent(parent_pid)
-    # Workers share the cores: each gets its slice of threads before torch is imported.
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ["MKL_NUM_THREADS"] = str(threads)
-    import sys
-
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
 
 
 class ProcessExecutor:
-    """Runs up to ``workers`` runs at once in worker processes (spawned: no inherited threads)."""
+    """Runs up to ``workers`` runs at once in worker processes (spawned: no inherited threads); each
+    run sets its own torch thread count (its ``threads`` key)."""
 
     live = True
 
@@ -247,12 +243,11 @@ class ProcessExecutor:
             raise ValueError(f"--workers must be at least 1, got {workers}")
         self.run_fn = run_fn
         self.capacity = workers
-        threads = max(1, (os.cpu_count() or 1) // workers)
         self.pool = cf.ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(threads, os.getpid()),
+            initargs=(os.getpid(),),
         )
         self.futures: dict[cf.Future, str] = {}
 

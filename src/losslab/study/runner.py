@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from losslab.engine.config import DATA_FILE_KEYS, resolve_run_config, synthetic_args
 from losslab.study.executors import InlineExecutor, ProcessExecutor, RunFn, last_step, write_returned_files
-from losslab.study.spec import RunSpec, StudySpec, canonical_json
+from losslab.study.spec import RunSpec, StudySpec, canonical_json, validate_keys
 from losslab.study.store import StudyStore
 
 __all__ = [
@@ -123,6 +123,17 @@ def study_lock(out_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _warn_oversubscribed(runs: list[RunSpec], workers: int, console: Console) -> None:
+    """Say so when ``workers`` runs of ``threads`` threads each ask for more threads than there are cores."""
+    threads = max((int(r.config.get("threads") or 0) for r in runs), default=0)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads and workers * threads > cores:
+        console.print(
+            f"[yellow]note:[/] {workers} workers x {threads} threads per run = {workers * threads} threads on "
+            f"{cores} cores: the runs compete for the cores (their numbers do not change, only their speed)"
+        )
 
 
 def _make_executor(kind: str, run_fn: RunFn, workers: int, address: str | None, progress: bool) -> Any:
@@ -226,6 +237,7 @@ def run_study(
         run_fn: ``run_fn(config, run_dir, progress=...) -> result``; default ``run_experiment``.
         executor: ``"local"`` or ``"ray"``.
         workers: local runs in parallel processes (1: in this process); for Ray, the most in flight.
+            Each run uses its own ``threads`` (its config), whatever ``workers`` is.
         address: the Ray cluster (None: a local instance).
         progress: show progress bars.
         retry_failed: run again the runs that failed before.
@@ -234,10 +246,19 @@ def run_study(
     Returns:
         ``{"total", "skipped", "done", "failed"}``: runs in the study, already done before, and done or
         failed now.
+
+    Raises:
+        ValueError: ``workers < 1``, a value a check refuses (with the default ``run_fn``), a folder
+            that holds another study or is in use, or a missing dataset folder.
     """
     out_dir = Path(out_dir)
     console = console or Console(stderr=True)
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    if run_fn is None:  # every value checked, with its key, before anything is written
+        validate_keys(study)
     runs = study.unique_runs()
+    _warn_oversubscribed(runs, workers if executor == "local" else 1, console)
     with study_lock(out_dir):
         store = StudyStore(out_dir / "study.db")
         try:

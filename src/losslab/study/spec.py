@@ -19,7 +19,20 @@ Every run is the flat dict ``{"model": ..., "data": ..., **config, **axis values
 trainer's keys plus the model's; a synthetic dataset becomes ``data: synthetic`` and ``synth_train``,
 ``synth_val``, ``synth_size``, ``synth_seed``); its ``run_id`` is a stable hash of that dict (canonical
 JSON), so the same run has the same id in every study folder. Loss specs (keys ending in ``_loss``)
-are checked with ``create_loss`` when the spec is loaded, so a typo fails before hours of training.
+are checked with ``create_loss`` when the spec is loaded, so a typo fails before hours of training;
+every other value is checked by ``validate_keys`` (the trainer's and the model's own checks, with
+the key and the value) before anything is written.
+
+**Threads.** A run's numbers depend on its torch thread count (the order of float sums), so the
+count is part of the run config: the trainer key ``threads``. A spec that does not set it gets
+``threads: 1`` (``DEFAULT_THREADS``) in its ``config`` when it is loaded, so every run id and
+``config.yaml`` records it, and running, resuming or re-running the study with another
+``--workers`` can never change a run. ``--workers N`` runs N runs at once, each with its own
+``threads``: keep N x threads within the machine's cores. (With one thread per run, parallel
+runs are also the faster use of the cores for small models.)
+
+**Size.** A study makes at most ``MAX_RUNS`` (10,000) runs; a larger grid is refused when it is
+loaded, with the number of runs it would make, before anything is written.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ from typing import Any
 
 import yaml
 
-from losslab.config import suggest
+from losslab.config import read_yaml, suggest
 from losslab.engine.config import SYNTH_KEYS, resolve_run_config
 
 __all__ = [
@@ -61,6 +74,10 @@ DATASET_KEYS = ("synthetic", "path")
 LOSS_CONTRACTS = {"depth_loss": "regression", "box_loss": "box", "class_loss": "class"}
 #: The grid axis whose values are mappings of several keys that vary together.
 VARIANTS = "variants"
+#: The torch threads of each run of a spec that does not set ``threads`` (see the module doc).
+DEFAULT_THREADS = 1
+#: The most runs a study may make (configurations x seeds).
+MAX_RUNS = 10_000
 
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
@@ -277,6 +294,10 @@ def _seeds(value: Any, where: str) -> list[int]:
     if isinstance(value, int):
         if value < 1:
             raise ValueError(f"{where}: seeds must be at least 1, got {value}")
+        if value > MAX_RUNS:  # before the list is made: seeds: 1e11 must not fill the memory
+            raise ValueError(
+                f"{where}: seeds: {value:,} would make at least {value:,} runs; a study makes at most {MAX_RUNS:,}"
+            )
         return list(range(value))
     ints = isinstance(value, (list, tuple)) and all(isinstance(s, int) and not isinstance(s, bool) for s in value)
     if ints and value:
@@ -322,6 +343,9 @@ def parse_study(data: Mapping[str, Any], where: str = "study", seeds: int | None
     for axis in grid:
         if axis in ("seed", "seeds", "data", *SYNTH_KEYS.values()):
             raise ValueError(f"{where}: {axis!r} cannot be a grid axis (use the top-level 'seeds' / 'dataset')")
+    seed_list = _seeds(seeds if seeds is not None else data.get("seeds", 1), where)
+    _check_size(grid, len(seed_list), where)
+    config.setdefault("threads", DEFAULT_THREADS)
     model = data.get("model")
     if model is None and "model" not in grid and not any("model" in v for v in grid.get(VARIANTS, {}).values()):
         raise ValueError(f"{where}: no model: set 'model: yolact_tiny' or make 'model' a grid axis")
@@ -333,7 +357,7 @@ def parse_study(data: Mapping[str, Any], where: str = "study", seeds: int | None
         model=model,
         config=config,
         grid=grid,
-        seeds=_seeds(seeds if seeds is not None else data.get("seeds", 1), where),
+        seeds=seed_list,
         baseline=baseline,
         notes=[str(n) for n in data.get("notes") or []],
     )
@@ -351,6 +375,17 @@ def parse_study(data: Mapping[str, Any], where: str = "study", seeds: int | None
 
     check_label_noise(items, where)
     return study
+
+
+def _check_size(grid: Mapping[str, Mapping[str, Any]], n_seeds: int, where: str) -> None:
+    """Refuse a grid of more than ``MAX_RUNS`` runs, saying how many it would make."""
+    configs = math.prod(len(values) for values in grid.values())
+    if configs * n_seeds > MAX_RUNS:
+        sizes = " x ".join(f"{len(values)} {axis}" for axis, values in grid.items())
+        raise ValueError(
+            f"{where}: the grid makes {configs * n_seeds:,} runs ({sizes} x {n_seeds} seeds), more than the "
+            f"{MAX_RUNS:,} a study may make; split it into smaller studies or use fewer values"
+        )
 
 
 def _default_baseline(grid: Mapping[str, Mapping[str, Any]]) -> str:
@@ -379,11 +414,7 @@ def load_study(name_or_path: str | Path, seeds: int | None = None) -> StudySpec:
             f"no built-in study or YAML file {text!r}.{suggest(text, BUILTIN_STUDIES)} "
             f"Built-in studies: {', '.join(BUILTIN_STUDIES)}"
         )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
-    return parse_study(data or {}, where=str(path), seeds=seeds)
+    return parse_study(read_yaml(path) or {}, where=str(path), seeds=seeds)
 
 
 def validate_keys(study: StudySpec) -> None:
