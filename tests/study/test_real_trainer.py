@@ -38,15 +38,20 @@ def test_tiny_real_study_end_to_end(tmp_path):
     study = parse_study(spec)
     validate_keys(study)
     out = tmp_path / "study"
-    summary = run_study(study, out, progress=False)
+    summary = run_study(study, out, progress=False, fps_images=3)
     assert summary == {"total": 4, "skipped": 0, "done": 4, "failed": 0}, summary
     with StudyStore(out / "study.db") as store:
+        # one architecture (the loss and the seed do not change it): timed once, shown for every run
+        (arch,) = store.architecture_fps()
+        assert sorted(arch["run_ids"]) == sorted(r["run_id"] for r in store.runs()) and arch["images"] == 3
         for run in store.runs():
             metrics = store.metrics(run["run_id"])
-            assert "mask.IoU" in metrics and metrics["fps"] > 0
+            assert "mask.IoU" in metrics and metrics["fps"] == pytest.approx(arch["fps"]) and arch["fps"] > 0
+            assert metrics["fps_in_run"] > 0  # the run's own timing is kept beside it
             assert [s for s, _ in store.losses(run["run_id"])["total"]] == [1, 2]
     files = write_report(out)
-    assert "Dense metrics" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Dense metrics" in report and "measured once per architecture (1)" in report
     with files["results.csv"].open() as fh:
         assert len(list(csv.reader(fh))) == 5
     assert (out / "plots" / "loss_curves.png").is_file() and (out / "plots" / "samples.jpg").is_file()

@@ -85,9 +85,14 @@ def _run_values(results: StudyResults, key: str, default: Any = None) -> str:
 
 
 def fps_conditions(results: StudyResults) -> str:
-    """How FPS was measured, from the runs' configs and the trainer's defaults."""
+    """How FPS was measured: once per architecture after the runs (``study.arch_fps``), or else
+    by each run, from the runs' configs and the trainer's defaults."""
     from losslab.engine.config import TrainConfig
+    from losslab.study.arch_fps import describe
 
+    rows = results.store.architecture_fps()
+    if rows:
+        return f"FPS {describe(rows)}; amp {_run_values(results, 'amp', TrainConfig().amp)}."
     d = TrainConfig()
     size = _run_values(results, "input_size", "the preset's")
     return (

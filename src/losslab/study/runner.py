@@ -8,6 +8,9 @@ file); workers never touch the database.
 
 Run folders are ``DIR/runs/<run_id>`` (the id is a hash of the config, so a folder always belongs to the
 same run).
+
+After the runs, FPS is measured once per distinct architecture in this process, with no worker left
+training (``study.arch_fps``): it becomes the ``fps`` of every run of that architecture.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from losslab.engine.config import DATA_FILE_KEYS, resolve_run_config, synthetic_args
+from losslab.study.arch_fps import ARCH_FPS_IMAGES, measure_architectures
 from losslab.study.executors import InlineExecutor, ProcessExecutor, RunFn, last_step, write_returned_files
 from losslab.study.spec import RunSpec, StudySpec, canonical_json, validate_keys
 from losslab.study.store import StudyStore
@@ -228,6 +232,7 @@ def run_study(
     progress: bool = True,
     retry_failed: bool = True,
     console: Console | None = None,
+    fps_images: int = ARCH_FPS_IMAGES,
 ) -> dict[str, int]:
     """Run (or resume) a study in ``out_dir``.
 
@@ -242,6 +247,8 @@ def run_study(
         progress: show progress bars.
         retry_failed: run again the runs that failed before.
         console: where progress goes.
+        fps_images: timed images of the FPS measurement of each architecture after the runs (with
+            the default ``run_fn`` only).
 
     Returns:
         ``{"total", "skipped", "done", "failed"}``: runs in the study, already done before, and done or
@@ -276,10 +283,13 @@ def run_study(
             skipped = len(runs) - len(todo)
             summary = {"total": len(runs), "skipped": skipped, "done": 0, "failed": 0}
             if not todo:
+                if run_fn is None:  # a study stopped between its last run and the FPS measurement
+                    measure_architectures(store, fps_images, console.print, only_missing=True)
                 return summary
             for run in todo:  # a missing dataset folder fails now, not after the first run
                 resolve_data(run.config)
-            if run_fn is None:
+            real_runs = run_fn is None
+            if real_runs:
                 run_fn = default_run_fn()
                 if workers > 1 or executor == "ray":
                     pregenerate_synthetic(todo)
@@ -290,6 +300,9 @@ def run_study(
                 ex.close(abort=True)  # Ctrl-C or a crash: do not wait for runs in flight
                 raise
             ex.close()
+            if real_runs and summary["done"]:  # now that no worker trains beside it
+                console.print(f"measuring FPS once per architecture ({fps_images} images each) ...")
+                measure_architectures(store, fps_images, console.print)
             return summary
         finally:
             store.close()

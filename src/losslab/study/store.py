@@ -9,6 +9,8 @@ Tables:
 - ``losses``: the logged loss terms of each run, one row per (run, step, term), from ``metrics.csv``.
 - ``results``: every scalar metric of each run, one row per (run, metric), e.g. ``segm.AP50``.
 - ``run_results``: the full result dict of each run (JSON: per-image scores, PR curves).
+- ``architecture_fps``: FPS measured once per distinct architecture after the runs (``study.arch_fps``),
+  with the runs it stands for; it replaces their ``fps`` result (the run's own is kept as ``fps_in_run``).
 
 Write-ahead logging, and every state change in one transaction: a process killed at any moment leaves
 either the old or the new state, never half of one. A run is ``done`` only in the same transaction
@@ -71,6 +73,18 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE TABLE IF NOT EXISTS run_results (
     run_id TEXT PRIMARY KEY REFERENCES runs(run_id),
     result_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS architecture_fps (
+    architecture TEXT PRIMARY KEY,
+    run_ids_json TEXT NOT NULL,
+    measured_from TEXT NOT NULL,
+    fps REAL NOT NULL,
+    ms_median REAL NOT NULL,
+    images INTEGER NOT NULL,
+    threads INTEGER NOT NULL,
+    size TEXT NOT NULL,
+    device TEXT NOT NULL,
+    measured REAL NOT NULL
 );
 """
 
@@ -249,6 +263,39 @@ class StudyStore:
                 "UPDATE runs SET status = 'done', error = NULL, finished = ?, wall_seconds = ? WHERE run_id = ?",
                 (time.time(), wall_seconds, run_id),
             )
+
+    def save_architecture_fps(self, architecture: str, run_ids: list[str], info: Mapping[str, Any]) -> None:
+        """Record one architecture's FPS and make it the ``fps`` result of ``run_ids`` (their own
+        measurement stays as ``fps_in_run``), in one transaction.
+
+        Args:
+            architecture: the key that names the architecture (``study.arch_fps.architecture_key``).
+            run_ids: the done runs of that architecture.
+            info: ``{"measured_from", "fps", "ms_median", "images", "threads", "size", "device"}``.
+        """
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO architecture_fps (architecture, run_ids_json, measured_from, fps, "
+                "ms_median, images, threads, size, device, measured) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (architecture, json.dumps(sorted(run_ids)), info["measured_from"], float(info["fps"]),
+                 float(info["ms_median"]), int(info["images"]), int(info["threads"]), str(info["size"]),
+                 str(info["device"]), time.time()),
+            )  # fmt: skip
+            for run_id in run_ids:
+                cur.execute(
+                    "INSERT OR IGNORE INTO results (run_id, metric, value) "
+                    "SELECT run_id, 'fps_in_run', value FROM results WHERE run_id = ? AND metric = 'fps'",
+                    (run_id,),
+                )
+                cur.execute(
+                    "INSERT OR REPLACE INTO results (run_id, metric, value) VALUES (?, 'fps', ?)",
+                    (run_id, _finite(float(info["fps"]))),
+                )
+
+    def architecture_fps(self) -> list[dict[str, Any]]:
+        """The per-architecture FPS rows, each with ``run_ids`` (a list), in measurement order."""
+        rows = self.conn.execute("SELECT * FROM architecture_fps ORDER BY measured")
+        return [{**dict(r), "run_ids": json.loads(r["run_ids_json"])} for r in rows]
 
     # ---- reading results --------------------------------------------------------------------
     def metrics(self, run_id: str) -> dict[str, float | None]:

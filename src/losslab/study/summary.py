@@ -27,12 +27,12 @@ __all__ = ["budget_line", "config_lines", "headline", "main_table", "method_of",
 
 _COLUMN_MEANING = {
     "segm": "AP is COCO mask AP@[.50:.95], the mean of AP50, AP55, …, AP95 (AP at mask IoU 0.50, 0.55, …, 0.95). "
-    "FPS: images per second at batch 1 (how it was timed: Reproduce).",
+    "FPS: images per second at batch 1; it does not depend on the training loss (how it was timed: Reproduce).",
     "bbox": "COCO box AP: AP@[.50:.95] and AP at each box IoU threshold.",
     "boundary": "Boundary AP: COCO AP with Boundary IoU (Cheng et al. 2021) in place of mask IoU; it weighs the "
     "mask's outline.",
     "dense": "The dense model's metrics on the val split (mask IoU, Dice, Boundary IoU; depth errors: lower is "
-    "better). FPS: images per second at batch 1.",
+    "better). FPS: images per second at batch 1; it does not depend on the training loss.",
 }
 _NAME = {"segm": "mask AP", "bbox": "box AP", "boundary": "boundary AP"}
 
