@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BUILTIN_STUDIES", "QUICK_ITERATIONS"]
+__all__ = ["BUILTIN_STUDIES", "NOISE_LEVELS", "NOISE_LOSSES", "QUICK_ITERATIONS"]
 
 # ---- The budget of `quick` (the `make study` main job): nine configurations x 3 seeds on
 # yolact_lite (ImageNet EfficientNet-Lite0 from the wheel), two runs at a time (one thread each),
@@ -117,6 +117,50 @@ _LITE_CONFIG = {
     **QUICK_YOLACT,
     "fps_images": QUICK_FPS_IMAGES,
 }
+
+#: The mask losses of `noise`: pixel, smoothed-target, region, hybrid, surrogate-IoU and hard-pixel losses.
+NOISE_LOSSES = {
+    "BCE": "bce",
+    "Label smoothing BCE": "label_smoothing_bce(smoothing=0.1)",
+    "Dice": "dice",
+    "BCE + Dice": "bce + dice",
+    "Lovász hinge": "lovasz_hinge",
+    "Focal": "focal",
+}
+#: The training-mask corruptions of `noise` (``losslab data noise SPEC`` shows each): clean first.
+NOISE_LEVELS = {
+    "clean": "none",
+    "boundary 1 px": "boundary(px=1)",
+    "boundary 2 px": "boundary(px=2)",
+    "boundary 4 px": "boundary(px=4)",
+    "drop 10 %": "drop(p=0.1)",
+}
+#: Seeds of the sized-down `noise` (60 runs) and of `noise-full` (90 runs).
+NOISE_SEEDS = 2
+NOISE_FULL_SEEDS = 3
+#: The wall-time sentence of the noise studies, until a full run has measured it.
+UNMEASURED_WALL = "Measured wall time with --workers 2: not yet measured."
+
+
+def _noise_study(name: str, seeds: int, size: str) -> dict[str, Any]:
+    """`noise` / `noise-full`: which mask loss loses least when the training masks are wrong, on the
+    recipe of `quick`."""
+    return {
+        "name": name,
+        "description": (
+            "Label noise: six mask losses on yolact_lite (the recipe of quick), trained on clean masks, on "
+            "masks whose boundaries moved by up to 1, 2 or 4 px, and with 10 % of the instances "
+            "unannotated; validation masks stay clean. Each loss against BCE at the same noise level. "
+            f"{size} {UNMEASURED_WALL}"
+        ),
+        "dataset": _cpu_dataset(),
+        "model": QUICK_MODEL,
+        "config": dict(_LITE_CONFIG),
+        "grid": {"label_noise": dict(NOISE_LEVELS), "mask_loss": dict(NOISE_LOSSES)},
+        "seeds": seeds,
+        "baseline": "BCE",
+    }
+
 
 BUILTIN_STUDIES: dict[str, dict[str, Any]] = {
     "quick": {
@@ -263,5 +307,29 @@ BUILTIN_STUDIES: dict[str, dict[str, Any]] = {
         },
         "seeds": 2,
         "baseline": "MaskNet: BCE",
+    },
+    "noise": _noise_study("noise", NOISE_SEEDS, "Sized down: 2 seeds (noise-full is the same grid with 3)."),
+    "noise-full": _noise_study("noise-full", NOISE_FULL_SEEDS, "The full grid: 3 seeds (noise is it with 2)."),
+    "maskrcnn-noise": {
+        "name": "maskrcnn-noise",
+        "description": (
+            "The Mask R-CNN custom-mask-loss page's losses (BCE, soft Dice, label-smoothing BCE 0.05) on "
+            "maskrcnn_tiny, trained on clean masks and on masks whose boundaries moved by up to 2 and 4 px; "
+            "validation masks stay clean. 2 seeds, each loss against BCE at the same noise level. "
+            f"{UNMEASURED_WALL}"
+        ),
+        "dataset": _cpu_dataset(),
+        "model": "maskrcnn_tiny",
+        "config": dict(_CPU_CONFIG),
+        "grid": {
+            "label_noise": {"clean": "none", "boundary 2 px": "boundary(px=2)", "boundary 4 px": "boundary(px=4)"},
+            "mask_loss": {
+                "BCE": "bce",
+                "Soft Dice": "dice(smooth=0.000001)",
+                "Label smoothing BCE": "label_smoothing_bce(smoothing=0.05)",
+            },
+        },
+        "seeds": 2,
+        "baseline": "BCE",
     },
 }

@@ -1,6 +1,6 @@
 """The report's figures (matplotlib, Agg, palette PNG): loss curves (the paper's Fig. 2) and validation
-AP over iterations, AP against the IoU threshold and precision-recall curves. (The grid of sample
-predictions, the paper's Fig. 3, is ``losslab.study.samples``.)
+AP over iterations, AP against the IoU threshold, precision-recall curves and AP against label noise.
+(The grid of sample predictions, the paper's Fig. 3, is ``losslab.study.samples``.)
 
 Each function takes plain data and an output path and returns the path (or None when there is
 nothing to draw), so the report decides what exists and the plots only draw.
@@ -18,6 +18,7 @@ __all__ = [
     "IOU_THRESHOLDS",
     "plot_ap_vs_iou",
     "plot_curves",
+    "plot_noise_robustness",
     "plot_pr_curves",
     "smooth",
     "smoothing_window",
@@ -151,6 +152,38 @@ def plot_pr_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: Pa
     ax.set_title(title)
     ax.grid(alpha=0.3)
     _legend_below(fig, [ax], len(curves))
+    return _save(fig, path)
+
+
+def plot_noise_robustness(
+    series: Mapping[str, Sequence[tuple[float, float, float]]], levels: Sequence[str], path: Path, metric: str
+) -> Path | None:
+    """A metric against the label-noise level (categorical x, in grid order), one line per loss.
+
+    Args:
+        series: loss -> one ``(mean, low, high)`` per level (NaN: no value; NaN bounds: no band).
+        levels: the x labels, as many as each series has values.
+        path: the PNG to write.
+        metric: the y axis label (``"mask AP (%)"``).
+    """
+    series = {k: v for k, v in series.items() if any(np.isfinite(m) for m, _, _ in v)}
+    if not series:
+        return None
+    plt = _pyplot()
+    colors = _colors(plt, list(series))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    x = np.arange(len(levels))
+    for label, values in series.items():
+        mean, low, high = (np.asarray(col, dtype=np.float64) for col in zip(*values, strict=True))
+        ax.plot(x, mean, color=colors[label], marker="o", markersize=4, linewidth=1.5, label=label)
+        if np.isfinite(low).any():
+            ax.fill_between(x, low, high, color=colors[label], alpha=0.15, linewidth=0)
+    ax.set_xticks(x, list(levels), rotation=20, ha="right")
+    ax.set_xlabel("label noise of the training masks")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} against label noise")
+    ax.grid(alpha=0.3)
+    _legend_below(fig, [ax], len(series))
     return _save(fig, path)
 
 

@@ -5,7 +5,9 @@ images inline) and ``plots/*``. The page opens with a summary (the verdict per c
 the flags, the budget), then the tables: each number is the mean over seeds ``± the half-width of its
 95% interval``, ``▲``/``▼`` where it is better/worse than the baseline's (a paired t-test over seeds,
 or with one seed a bootstrap over validation images; Holm-corrected per column), the best of each
-column in bold; then every run, how to reproduce the study, and the figures with captions.
+column in bold; then every run, how to reproduce the study, and the figures with captions. A study
+whose grid has a ``label_noise`` axis gets a section of its own after the tables
+(``losslab.study.noise_report``, ``plots/noise_robustness.png``).
 
 ``results.csv`` keeps its first columns (``CSV_COLUMNS[:21]``, DESIGN.md's contract) and appends the
 run's health (``losslab.study.flags``): ``iterations``, ``skipped_steps``, ``loss_slope`` (the total
@@ -26,6 +28,7 @@ from losslab.engine.metric_keys import AP_KEYS
 from losslab.study.document import Block, TableView, flags_text, format_cell, render_markdown, tex_table
 from losslab.study.figures import make_plots
 from losslab.study.flags import COLLAPSE_BOX_AP, COLLAPSE_MASK_AP, PLATEAU_FRACTION, PLATEAU_TOLERANCE
+from losslab.study.noise_report import noise_blocks, print_noise
 from losslab.study.page import render_html
 from losslab.study.reproduce import config_grid, environment, grid_axes, runs_grid
 from losslab.study.store import StudyStore
@@ -144,6 +147,8 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
         blocks += [Block("h2", "Summary", anchor="summary"), Block("summary", summary_items(results, tables))]
         blocks += [Block("list", config_lines(results, main))] if main else []
         blocks += _result_blocks(results, tables)
+        noise, noise_figures = noise_blocks(results, tables, out_dir / "plots")  # a label_noise axis only
+        blocks += noise
         blocks += [Block("h2", "Runs", anchor="runs"), Block("grid", runs_grid(results, out_dir))]
         blocks += _failed_blocks(results)
         blocks += [
@@ -161,7 +166,7 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
         (out_dir / "report.html").write_text(render_html(blocks, f"Study {spec.name}"))
         (out_dir / "table.tex").write_text("\n".join(tex_table(t) for t in tables) or "% no results yet\n")
         files.update({n: out_dir / n for n in ("report.md", "report.html", "table.tex")})
-        files.update({f"plots/{f.path.name}": f.path for f in figures.values()})
+        files.update({f"plots/{f.path.name}": f.path for f in [*figures.values(), *noise_figures]})
         return files
 
 
@@ -207,3 +212,4 @@ def print_tables(out_dir: str | Path, console: Any) -> None:
     console.print(rich)
     for line in summary[:-1]:  # the verdict, the warnings and the budget; not the report's date
         console.print(escape(line), soft_wrap=True)
+    print_noise(results, list(tables.values()), console)

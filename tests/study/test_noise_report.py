@@ -1,0 +1,201 @@
+"""The label-noise studies and the report's noise section: the built-in grids, the per-seed ratios and
+the per-level Holm verdicts on hand-computable numbers, and a cut-down `noise` run end to end."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import yaml
+from PIL import Image
+from rich.console import Console
+from typer.testing import CliRunner
+
+from losslab.cli import app
+from losslab.data.noise_spec import parse_label_noise
+from losslab.study.builtin import BUILTIN_STUDIES
+from losslab.study.noise_report import (
+    level_tables,
+    noise_findings,
+    noise_grid,
+    ratio_of,
+    relative_drop,
+    seed_ratios,
+)
+from losslab.study.report import print_tables, write_report
+from losslab.study.runner import run_study
+from losslab.study.spec import load_study, parse_study, validate_keys
+from losslab.study.stats import BETTER, NO_EVIDENCE
+from losslab.study.summary import main_table
+from losslab.study.tables import ConfigResults, StudyResults, build_tables
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# ---- the built-in studies
+
+
+def test_noise_is_a_grid_over_label_noise_and_mask_loss():
+    shown = CliRunner().invoke(app, ["study", "show", "noise"])
+    assert shown.exit_code == 0, shown.output
+    spec = yaml.safe_load(shown.output)
+    levels, losses = spec["grid"]["label_noise"], spec["grid"]["mask_loss"]
+    clean = [label for label, value in levels.items() if not parse_label_noise(value)]
+    assert clean == ["clean"] and len(levels) - len(clean) >= 4
+    assert len(losses) >= 6 and losses["BCE"] == "bce" and spec["baseline"] == "BCE"
+    study = load_study("noise")
+    assert len(study.seeds) == 2 and len(study.runs()) == len(levels) * len(losses) * 2
+    assert "noise-full" in study.description and "not yet measured" in study.description
+    # Each loss is compared with BCE at its own noise level.
+    for _, axes, _ in study.configurations():
+        base = study.baseline_of(axes)
+        assert base == f"{axes['label_noise']} / BCE", (axes, base)
+
+
+def test_noise_full_and_maskrcnn_noise_load():
+    full = load_study("noise-full")
+    assert len(full.seeds) == 3 and full.grid == load_study("noise").grid
+    mrcnn = load_study("maskrcnn-noise")
+    validate_keys(mrcnn)
+    assert mrcnn.model == "maskrcnn_tiny" and len(mrcnn.seeds) == 2
+    assert list(mrcnn.grid["label_noise"].values()) == ["none", "boundary(px=2)", "boundary(px=4)"]
+
+
+# ---- ratios and per-level verdicts on hand-computable numbers
+
+
+def test_seed_ratios_pair_by_seed_and_skip_a_zero_clean_ap():
+    assert seed_ratios({0: 40.0, 1: 45.0, 2: 5.0}, {0: 50.0, 1: 50.0, 2: 0.0, 3: 9.0}) == {0: 0.8, 1: 0.9}
+    iv = relative_drop({0: 40.0, 1: 45.0}, {0: 50.0, 1: 50.0})
+    # Two ratios 0.8 and 0.9: sd 0.0707, sem 0.05, t(0.975, 1) = 12.706.
+    assert iv.n == 2 and iv.mean == pytest.approx(0.85)
+    assert iv.high - iv.mean == pytest.approx(12.706 * 0.05, rel=1e-3)
+    one = relative_drop({0: 30.0}, {0: 60.0})
+    assert one.mean == pytest.approx(0.5) and math.isnan(one.low) and math.isnan(one.high)
+
+
+# seed -> mask AP. Clean: X and Z are BCE + (1, 2, 1.5). Noisy: X is BCE + 5 on every seed, Z is
+# BCE + (1, 2, 1.5). A difference of (1, 2, 1.5) has t = sqrt(27) on 2 degrees of freedom, so its
+# two-sided p is 1 - sqrt(27 / 29) = 0.0351 (for 2 d.o.f. the t CDF is 1/2 + t / (2 sqrt(t^2 + 2))).
+_AP = {
+    ("clean", "BCE"): [20.0, 20.0, 20.0],
+    ("clean", "X"): [21.0, 22.0, 21.5],
+    ("clean", "Z"): [21.0, 22.0, 21.5],
+    ("noisy", "BCE"): [10.0, 10.0, 10.0],
+    ("noisy", "X"): [15.0, 15.0, 15.0],
+    ("noisy", "Z"): [11.0, 12.0, 11.5],
+}
+_P = 1 - math.sqrt(27 / 29)
+
+
+def _synthetic_results() -> StudyResults:
+    spec = parse_study(
+        {
+            "name": "synthetic-noise",
+            "dataset": {"path": "nowhere"},
+            "model": "yolact_tiny",
+            "grid": {
+                "label_noise": {"clean": "none", "noisy": "boundary(px=2)"},
+                "mask_loss": {"BCE": "bce", "X": "dice", "Z": "focal"},
+            },
+            "seeds": 3,
+            "baseline": "BCE",
+        }
+    )
+    configs = []
+    for label, axes, overrides in spec.configurations():
+        cfg = ConfigResults(label, axes, overrides, {s: f"{label}-{s}" for s in spec.seeds})
+        values = _AP[(axes["label_noise"], axes["mask_loss"])]
+        cfg.metrics = {s: {"segm.AP": v} for s, v in zip(spec.seeds, values, strict=True)}
+        base = spec.baseline_of(axes)
+        cfg.baseline = base if base != label else None
+        configs.append(cfg)
+    return StudyResults(spec, configs, runs=[], store=None)  # type: ignore[arg-type]
+
+
+def test_relative_ap_per_loss_and_level():
+    results = _synthetic_results()
+    grid = noise_grid(results, build_tables(results))
+    assert grid is not None and grid.clean == "clean" and grid.noisy == ["noisy"]
+    assert grid.losses == ["BCE", "X", "Z"] and grid.baseline == "BCE" and grid.metric == "segm.AP"
+    bce = ratio_of(grid, "BCE", "noisy")
+    assert bce.mean == pytest.approx(0.5) and bce.low == pytest.approx(0.5) and bce.n == 3
+    x = ratio_of(grid, "X", "noisy")
+    assert x.mean == pytest.approx((15 / 21 + 15 / 22 + 15 / 21.5) / 3) and x.low < x.mean < x.high
+
+
+def test_verdicts_are_holm_corrected_per_level_not_across_the_grid():
+    results = _synthetic_results()
+    grid = noise_grid(results, build_tables(results))
+    per_level = level_tables(results, grid)
+    clean, noisy = per_level["clean"].comparisons, per_level["noisy"].comparisons
+    assert clean["BCE"] is None and noisy["BCE"] is None
+    # Clean: two comparisons of p = 0.0351 each; Holm doubles the smaller: 0.0702, no evidence.
+    for loss in ("X", "Z"):
+        assert clean[loss].p_value == pytest.approx(_P, rel=1e-3)
+        assert clean[loss].p_adjusted == pytest.approx(2 * _P, rel=1e-3) and clean[loss].verdict == NO_EVIDENCE
+    # Noisy: X's difference is +5 on every seed (p = 0), so Z's 0.0351 is the second of two: x1.
+    assert noisy["X"].p_adjusted == 0.0 and noisy["X"].verdict == BETTER
+    assert noisy["Z"].p_adjusted == pytest.approx(_P, rel=1e-3) and noisy["Z"].verdict == BETTER
+    # The ordinary table corrects across all four comparisons: Z at the noisy level is x3 there.
+    whole = main_table(build_tables(results)).comparisons["noisy / Z"]
+    assert whole.p_adjusted == pytest.approx(3 * _P, rel=1e-3) and whole.verdict == NO_EVIDENCE
+    text = " ".join(noise_findings(grid, per_level))
+    assert "Lost least under label noise: X" in text and "lost most: BCE (0.50 [0.50, 0.50])" in text
+    assert "Better than BCE at the same noise level: X at noisy" in text and "Z at noisy" in text
+    assert "paired t-test over 3 seeds" in text and "validation masks are clean" in text
+
+
+def test_no_section_without_a_noise_axis():
+    results = _synthetic_results()
+    results.spec.grid = {"mask_loss": results.spec.grid["mask_loss"]}
+    assert noise_grid(results, build_tables(results)) is None
+
+
+# ---- a cut-down `noise` through the real runner and trainer
+
+TINY_CONFIG = {
+    "max_iter": 2,
+    "batch_size": 2,
+    "input_size": 64,
+    "warmup_iters": 1,
+    "log_every": 1,
+    "fps_images": 2,
+    "num_samples": 1,
+    "device": "cpu",
+    # Two steps on 64-px images now and then give a non-finite gradient; a skipped step must not fail
+    # a run whose only purpose here is to reach the report.
+    "max_skipped_fraction": 1.0,
+}
+
+
+@pytest.mark.slow
+def test_a_cut_down_noise_study_reports_its_noise_section(tmp_path):
+    raw = copy.deepcopy(BUILTIN_STUDIES["noise"])
+    raw["dataset"] = {"synthetic": {"train": 4, "val": 2, "size": 64, "seed": 0}}
+    raw["config"] = {**raw["config"], **TINY_CONFIG}
+    raw["grid"] = {
+        "label_noise": {"clean": "none", "boundary 2 px": "boundary(px=2)"},
+        "mask_loss": {"BCE": "bce", "Dice": "dice"},
+    }
+    study = parse_study(raw)
+    validate_keys(study)
+    out = tmp_path / "noise"
+    summary = run_study(study, out, progress=False)
+    assert summary["failed"] == 0 and summary["done"] == summary["total"] == 8, summary
+    files = write_report(out)
+    png = out / "plots" / "noise_robustness.png"
+    assert files["plots/noise_robustness.png"] == png and png.read_bytes().startswith(PNG_MAGIC)
+    with Image.open(png) as picture:
+        assert picture.width > 200 and picture.height > 200
+    report = (out / "report.md").read_text()
+    assert "## Label noise" in report and "plots/noise_robustness.png" in report
+    assert "validation masks are clean" in report and "paired t-test over 2 seeds" in report
+    assert "at label noise 'boundary 2 px'" in report and "mean over noisy levels" in report
+    html = (out / "report.html").read_text()
+    assert "id='noise'" in html and "Relative mask AP" in html
+    console = Console(record=True, width=200)
+    print_tables(out, console)
+    printed = console.export_text()
+    assert "label noise: relative mask AP" in printed and "boundary 2 px / Dice" in printed
