@@ -157,8 +157,8 @@ def test_reproduce_block_and_runs_table(stored_study):
 def test_command_names_a_builtin_study_when_the_spec_is_one(tmp_path):
     quick = SimpleNamespace(spec=load_study("quick"))
     assert command(quick, tmp_path) == f"losslab study run quick --out {tmp_path}"
-    three = SimpleNamespace(spec=load_study("quick", seeds=3))
-    assert command(three, tmp_path) == f"losslab study run quick --out {tmp_path} --seeds 3"
+    five = SimpleNamespace(spec=load_study("quick", seeds=5))
+    assert command(five, tmp_path) == f"losslab study run quick --out {tmp_path} --seeds 5"
     changed = load_study("quick")
     changed.config["max_iter"] = 7
     assert (

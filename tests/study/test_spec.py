@@ -120,7 +120,7 @@ def test_builtin_studies_load(name):
 
 def test_builtin_studies_follow_the_survey():
     quick = load_study("quick")
-    assert quick.labels() == list(README_LOSSES) and quick.model == "yolact_tiny"
+    assert quick.labels() == list(README_LOSSES) and quick.model == "yolact_lite"
     hybrid = load_study("paper-hybrid")
     assert len(hybrid.labels()) == 13 and "MSE + BCE (α=0.5, β=1)" in hybrid.labels()
     assert hybrid.grid["mask_loss"]["MSE + BCE (α=0.5, β=1)"] == "0.5*mse + bce"
@@ -142,7 +142,7 @@ def test_validate_keys_rejects_unknown_keys(tiny_spec):
 def test_builtin_quick_is_valid_for_the_trainer():
     study = load_study("quick")
     validate_keys(study)
-    assert all(r.config["model"] == "yolact_tiny" for r in study.runs())
+    assert all(r.config["model"] == "yolact_lite" for r in study.runs())
 
 
 @pytest.mark.slow
