@@ -14,7 +14,7 @@ from losslab.engine.checkpoint import load_checkpoint
 from losslab.engine.config import resolve_run_config
 from losslab.engine.inference import model_from_checkpoint
 
-RESULT_KEYS = {"metrics", "fps", "train_seconds", "iterations", "skipped_steps"}
+RESULT_KEYS = {"metrics", "fps", "train_seconds", "iterations", "skipped_steps", "precision"}
 INSTANCE_KEYS = RESULT_KEYS | {"pr", "per_image"}
 # FPS is measured for real: fps_images=2 keeps it to a few calls of the tiny model
 BASE = {
@@ -60,6 +60,7 @@ def test_run_experiment_writes_the_run_folder_and_resumes(fakes, tmp_path):
     result = run.run_experiment(fakes["dense"], out, progress=False)
     assert set(result) == RESULT_KEYS
     assert result["iterations"] == 4 and result["skipped_steps"] == 0 and result["fps"] > 0
+    assert result["precision"] in {"fp32", "bf16+channels-last"}  # amp=true: bf16 where the CPU has it natively
     assert set(result["metrics"]) == {"mask"} and 0 <= result["metrics"]["mask"]["IoU"] <= 100
     assert json.loads((out / "result.json").read_text()) == result
     assert json.loads((out / "eval.json").read_text()) == result["metrics"]

@@ -85,6 +85,7 @@ def fake_run(config: dict[str, Any], run_dir: Path, progress: bool = True) -> di
         "train_seconds": 1.0 + steps * 0.01,
         "iterations": steps,
         "skipped_steps": 0,
+        "precision": "fp32",
         "per_image": {"segm": {str(i): base + 0.05 * _noise(f"{loss}/{seed}/{i}") for i in images}},
         "pr": {"segm": {"recall": [0.0, 0.5, 1.0], "precision": [1.0, base, base / 2]}},
     }

@@ -46,7 +46,10 @@ def test_noise_is_a_grid_over_label_noise_and_mask_loss():
     assert len(losses) >= 6 and losses["BCE"] == "bce" and spec["baseline"] == "BCE"
     study = load_study("noise")
     assert len(study.seeds) == 2 and len(study.runs()) == len(levels) * len(losses) * 2
-    assert "noise-full" in study.description and "about 71 min" in study.description
+    assert "noise-full" in study.description and "about 46 min" in study.description
+    assert "not timed as a whole" in study.description
+    full = load_study("noise-full")
+    assert "Wall time: 69 min with --workers 2" in full.description and "measured" in full.description
     # Each loss is compared with BCE at its own noise level.
     for _, axes, _ in study.configurations():
         base = study.baseline_of(axes)
@@ -73,6 +76,9 @@ def test_seed_ratios_pair_by_seed_and_skip_a_zero_clean_ap():
     assert iv.high - iv.mean == pytest.approx(12.706 * 0.05, rel=1e-3)
     one = relative_drop({0: 30.0}, {0: 60.0})
     assert one.mean == pytest.approx(0.5) and math.isnan(one.low) and math.isnan(one.high)
+    # A collapsed clean AP (at most the floor) gives no ratio: 0.02 / 0.01 is not "kept 200 %".
+    assert seed_ratios({0: 0.02, 1: 40.0}, {0: 0.01, 1: 50.0}, floor=1.0) == {1: 0.8}
+    assert relative_drop({0: 0.02, 1: 0.03}, {0: 0.01, 1: 0.01}, floor=1.0).n == 0
 
 
 # seed -> mask AP. Clean: X and Z are BCE + (1, 2, 1.5). Noisy: X is BCE + 5 on every seed, Z is
@@ -89,7 +95,7 @@ _AP = {
 _P = 1 - math.sqrt(27 / 29)
 
 
-def _synthetic_results() -> StudyResults:
+def _synthetic_results(ap: dict[tuple[str, str], list[float]] | None = None) -> StudyResults:
     spec = parse_study(
         {
             "name": "synthetic-noise",
@@ -106,7 +112,7 @@ def _synthetic_results() -> StudyResults:
     configs = []
     for label, axes, overrides in spec.configurations():
         cfg = ConfigResults(label, axes, overrides, {s: f"{label}-{s}" for s in spec.seeds})
-        values = _AP[(axes["label_noise"], axes["mask_loss"])]
+        values = {**_AP, **(ap or {})}[(axes["label_noise"], axes["mask_loss"])]
         cfg.metrics = {s: {"segm.AP": v} for s, v in zip(spec.seeds, values, strict=True)}
         base = spec.baseline_of(axes)
         cfg.baseline = base if base != label else None
@@ -145,6 +151,28 @@ def test_verdicts_are_holm_corrected_per_level_not_across_the_grid():
     assert "Lost least under label noise: X" in text and "lost most: BCE (0.50 [0.50, 0.50])" in text
     assert "Better than BCE at the same noise level: X at noisy" in text and "Z at noisy" in text
     assert "paired t-test over 3 seeds" in text and "validation masks are clean" in text
+
+
+def test_a_collapsed_loss_is_not_ranked_and_overlapping_intervals_are_no_finding():
+    # Z collapsed (clean mask AP near 0): its noisy / clean ratios of about 2 would have "lost least".
+    # X's noisy AP spreads over (10, 14, 10): its ratio interval overlaps BCE's 0.5.
+    collapsed = {
+        ("clean", "Z"): [0.01, 0.02, 0.01],
+        ("noisy", "Z"): [0.02, 0.03, 0.02],
+        ("noisy", "X"): [10.0, 14.0, 10.0],
+    }
+    results = _synthetic_results(collapsed)
+    grid = noise_grid(results, build_tables(results))
+    assert math.isnan(ratio_of(grid, "Z", "noisy").mean) and ratio_of(grid, "X", "noisy").n == 3
+    findings = noise_findings(grid, level_tables(results, grid))
+    ranking = next(line for line in findings if line.startswith("Lost least"))
+    assert ranking.startswith("Lost least under label noise: X") and "Z" not in ranking
+    assert "X's interval overlaps the next one's (BCE), so the order is not a finding" in ranking
+    assert any(line.startswith("No relative mask AP for Z: no seed with a clean mask AP above 1") for line in findings)
+    # Without the spread and the collapse, the order stands: X's ratios (about 0.70) lie clear of BCE's 0.5.
+    results = _synthetic_results()
+    grid = noise_grid(results, build_tables(results))
+    assert not any("not a finding" in line for line in noise_findings(grid, level_tables(results, grid)))
 
 
 def test_no_section_without_a_noise_axis():

@@ -63,7 +63,7 @@ def test_results_csv_has_one_row_per_run(stored_study):
     assert CSV_COLUMNS[:6] == ["run_id", "config", "loss", "seed", "batch_size", "fps"]
     assert CSV_COLUMNS[16:21] == ["AP95", "box_AP", "boundary_AP", "train_seconds", "status"]  # DESIGN.md's
     assert CSV_COLUMNS[21:] == ["iterations", "skipped_steps", "loss_slope", "loss_slope_low", "loss_slope_high",
-                                "loss_fall", "converged", "flags", "wall_seconds"]  # fmt: skip
+                                "loss_fall", "converged", "flags", "wall_seconds", "precision"]  # fmt: skip
     body = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
     assert len(body) == 9  # 3 unique configurations x 3 seeds ("BCE again" shares the BCE runs)
     bce0 = next(r for r in body if r["config"] == "BCE" and r["seed"] == "0")
@@ -71,9 +71,9 @@ def test_results_csv_has_one_row_per_run(stored_study):
     assert float(bce0["box_AP"]) == pytest.approx(fake_metrics("bce", 0)["bbox"]["AP"], abs=1e-3)
     assert bce0["batch_size"] == "2" and bce0["loss"] == "bce" and bce0["status"] == "done"
     assert bce0["iterations"] == "3" and bce0["skipped_steps"] == "0" and bce0["converged"] == ""  # 3 points: undecided
-    assert float(bce0["wall_seconds"]) >= 0
+    assert float(bce0["wall_seconds"]) >= 0 and bce0["precision"] == "fp32"
     broken = [r for r in body if r["config"] == "Broken"]
-    assert {r["status"] for r in broken} == {"failed"} and broken[0]["AP"] == ""
+    assert {r["status"] for r in broken} == {"failed"} and broken[0]["AP"] == "" and broken[0]["precision"] == ""
 
 
 def test_tables_hold_means_intervals_verdicts_and_bold_best(stored_study):

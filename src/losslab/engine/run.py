@@ -158,7 +158,8 @@ def run_experiment(config: Mapping[str, Any] | RunConfig, run_dir: str | Path, p
 
     Returns:
         ``{"metrics": {"segm", "bbox", "boundary"} or {"mask"[, "depth"]}, "fps", "train_seconds",
-        "iterations", "skipped_steps"}`` plus, for the instance task, ``"pr"`` and ``"per_image"``
+        "iterations", "skipped_steps", "precision"}`` (how training computed, e.g. ``"bf16+channels-last"``:
+        ``amp=true`` depends on the CPU) plus, for the instance task, ``"pr"`` and ``"per_image"``
         (also written to ``run_dir/result.json``).
     """
     # a copy: fitting num_classes to the dataset must not change the caller's RunConfig
@@ -206,6 +207,7 @@ def _run(run: RunConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
             "train_seconds": float(summary["train_seconds"]),
             "iterations": int(summary["iterations"]),
             "skipped_steps": int(summary["skipped_steps"]),
+            "precision": trainer.precision.name,
             **evaluation.details,
         }
         ckpt.atomic_write_json(run_dir / "result.json", result)

@@ -138,17 +138,22 @@ NOISE_LEVELS = {
 #: Seeds of the sized-down `noise` (60 runs) and of `noise-full` (90 runs).
 NOISE_SEEDS = 2
 NOISE_FULL_SEEDS = 3
-#: Wall seconds per run of the yolact_lite recipe with --workers 2, measured: `quick`'s 27 runs took
-#: 32 min 04 s on a 2-core Intel Xeon (AVX-512, AMX). The noise studies were not run as a whole.
-LITE_SECONDS_PER_RUN = (32 * 60 + 4) / 27
+#: Wall seconds of `noise-full` (90 runs) with --workers 2, measured on a 2-core AMD EPYC (Zen 4):
+#: 68 min 51 s. `quick` took 1.5x as long on the previous session's 2-core Xeon (32:37 vs 21:31).
+NOISE_FULL_WALL_SECONDS = 68 * 60 + 51
 
 
-def _wall_estimate(runs: int) -> str:
-    """The wall-time sentence of a yolact_lite study of ``runs`` runs that has not been timed whole."""
-    minutes = runs * LITE_SECONDS_PER_RUN / 60
+def _wall_time(runs: int) -> str:
+    """The wall-time sentence of a yolact_lite noise study of ``runs`` runs (``noise-full`` measured)."""
+    full_runs = NOISE_FULL_SEEDS * len(NOISE_LEVELS) * len(NOISE_LOSSES)
+    minutes = NOISE_FULL_WALL_SECONDS / 60
+    where = "with --workers 2 on a 2-core AMD EPYC (Zen 4)"
+    xeon = "quick took 1.5x as long on a 2-core Xeon"
+    if runs == full_runs:
+        return f"Wall time: {minutes:.0f} min {where}, measured ({xeon})."
     return (
-        f"Wall time with --workers 2, not measured as a whole: about {minutes:.0f} min, from quick's 27 "
-        "runs of the same recipe (32 min on a 2-core Xeon)."
+        f"Wall time: about {runs / full_runs * minutes:.0f} min {where}, {runs} of noise-full's {full_runs} runs "
+        f"that took {minutes:.0f} min there (this grid was not timed as a whole; {xeon})."
     )
 
 
@@ -161,7 +166,7 @@ def _noise_study(name: str, seeds: int, size: str) -> dict[str, Any]:
             "Label noise: six mask losses on yolact_lite (the recipe of quick), trained on clean masks, on "
             "masks whose boundaries moved by up to 1, 2 or 4 px, and with 10 % of the instances "
             "unannotated; validation masks stay clean. Each loss against BCE at the same noise level. "
-            f"{size} {_wall_estimate(seeds * len(NOISE_LEVELS) * len(NOISE_LOSSES))}"
+            f"{size} {_wall_time(seeds * len(NOISE_LEVELS) * len(NOISE_LOSSES))}"
         ),
         "dataset": _cpu_dataset(),
         "model": QUICK_MODEL,

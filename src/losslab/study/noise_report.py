@@ -27,6 +27,7 @@ import numpy as np
 
 from losslab.study import plots
 from losslab.study.document import Block, Figure, Grid, TableView, comparison_numbers
+from losslab.study.flags import COLLAPSE_MASK_AP
 from losslab.study.stats import BETTER, WORSE, Comparison, Interval, mean_ci
 from losslab.study.summary import main_table, table_note
 from losslab.study.tables import ConfigResults, StudyResults, Table, build_tables, lower_is_better
@@ -120,24 +121,33 @@ def noise_grid(results: StudyResults, tables: Sequence[Table]) -> NoiseGrid | No
     return NoiseGrid(levels, _clean_level(spec.grid[NOISE_AXIS]), losses, baseline, cells, metric)
 
 
-def seed_ratios(noisy: Mapping[int, float], clean: Mapping[int, float]) -> dict[int, float]:
-    """``noisy[s] / clean[s]`` for each seed both have; a seed whose clean value is 0 (or not finite)
-    has no ratio.
+def seed_ratios(noisy: Mapping[int, float], clean: Mapping[int, float], floor: float = 0.0) -> dict[int, float]:
+    """``noisy[s] / clean[s]`` for each seed both have; a seed whose clean value is at most ``floor``
+    in size (or not finite) has no ratio: 0.02 / 0.01 is noise, not a loss that kept twice its AP.
 
-    >>> seed_ratios({0: 40.0, 1: 45.0}, {0: 50.0, 1: 50.0, 2: 60.0})
+    >>> seed_ratios({0: 40.0, 1: 45.0, 2: 0.02}, {0: 50.0, 1: 50.0, 2: 0.01, 3: 60.0}, floor=1.0)
     {0: 0.8, 1: 0.9}
     """
     out = {}
     for seed in sorted(set(noisy) & set(clean)):
         a, b = float(noisy[seed]), float(clean[seed])
-        if math.isfinite(a) and math.isfinite(b) and b != 0:
+        if math.isfinite(a) and math.isfinite(b) and abs(b) > floor and b != 0:
             out[seed] = a / b
     return out
 
 
-def relative_drop(noisy: Mapping[int, float], clean: Mapping[int, float], confidence: float = 0.95) -> Interval:
-    """The mean over seeds of ``noisy / clean`` (paired by seed) with its t-interval (none below 2 seeds)."""
-    return mean_ci(list(seed_ratios(noisy, clean).values()), confidence)
+def relative_drop(
+    noisy: Mapping[int, float], clean: Mapping[int, float], confidence: float = 0.95, floor: float = 0.0
+) -> Interval:
+    """The mean over seeds of ``noisy / clean`` (paired by seed) with its t-interval (none below 2
+    seeds); seeds whose clean value is at most ``floor`` are left out (``seed_ratios``)."""
+    return mean_ci(list(seed_ratios(noisy, clean, floor).values()), confidence)
+
+
+def _floor(grid: NoiseGrid) -> float:
+    """The smallest clean value a ratio may divide by: the collapse threshold for a score that is
+    higher-is-better (mask AP below it is a collapsed mask head), none for an error."""
+    return COLLAPSE_MASK_AP if grid.higher_is_better else 0.0
 
 
 def _mean_ratio(grid: NoiseGrid, loss: str) -> Interval:
@@ -145,7 +155,7 @@ def _mean_ratio(grid: NoiseGrid, loss: str) -> Interval:
     t-interval over seeds."""
     clean = grid.cells.get((loss, grid.clean))
     per_level = [
-        seed_ratios(grid.cells[(loss, lv)].values(grid.metric), clean.values(grid.metric))
+        seed_ratios(grid.cells[(loss, lv)].values(grid.metric), clean.values(grid.metric), _floor(grid))
         for lv in grid.noisy
         if clean is not None and (loss, lv) in grid.cells
     ]
@@ -160,7 +170,7 @@ def ratio_of(grid: NoiseGrid, loss: str, level: str) -> Interval:
     noisy, clean = grid.cells.get((loss, level)), grid.cells.get((loss, grid.clean))
     if noisy is None or clean is None:
         return mean_ci([])
-    return relative_drop(noisy.values(grid.metric), clean.values(grid.metric))
+    return relative_drop(noisy.values(grid.metric), clean.values(grid.metric), floor=_floor(grid))
 
 
 def level_results(results: StudyResults, grid: NoiseGrid, level: str) -> StudyResults:
@@ -261,19 +271,40 @@ def noise_findings(grid: NoiseGrid, tables: Mapping[str, Table]) -> list[str]:
     ranked = [loss for loss in grid.losses if not math.isnan(means[loss].mean)]
     if grid.noisy and ranked:
         ranked.sort(key=lambda loss: means[loss].mean, reverse=grid.higher_is_better)
-        best, worst = ranked[0], ranked[-1]
-        line = (
-            f"Lost least under label noise: {best}, keeping {_interval_text(means[best])} of its clean "
-            f"{grid.metric_name} on average over the {len(grid.noisy)} noisy levels"
+        out.append(_ranking_sentence(grid, means, ranked))
+    unranked = [loss for loss in grid.losses if loss not in ranked]
+    if grid.noisy and unranked:
+        out.append(
+            f"No relative {grid.metric_name} for {_join(unranked)}: no seed with a clean {grid.metric_name} above "
+            f"{_floor(grid):g} (collapsed), and a ratio of two values near zero measures nothing."
         )
-        if grid.baseline and grid.baseline != best and grid.baseline in means:
-            line += f" ({grid.baseline}: {_interval_text(means[grid.baseline])})"
-        if worst != best:
-            line += f"; lost most: {worst} ({_interval_text(means[worst])})"
-        out.append(line + ".")
     if verdicts:
         out.append(_verdict_sentence(grid, verdicts))
     return out
+
+
+def _join(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _ranking_sentence(grid: NoiseGrid, means: Mapping[str, Interval], ranked: Sequence[str]) -> str:
+    """Which loss lost least (and most) of its clean metric, and whether the intervals tell the first
+    two apart: overlapping 95 % intervals make the order no finding."""
+    best, worst = ranked[0], ranked[-1]
+    line = (
+        f"Lost least under label noise: {best}, keeping {_interval_text(means[best])} of its clean "
+        f"{grid.metric_name} on average over the {len(grid.noisy)} noisy levels"
+    )
+    if grid.baseline and grid.baseline != best and grid.baseline in ranked:
+        line += f" ({grid.baseline}: {_interval_text(means[grid.baseline])})"
+    if worst != best:
+        line += f"; lost most: {worst} ({_interval_text(means[worst])})"
+    if len(ranked) > 1:
+        a, b = means[best], means[ranked[1]]
+        apart = a.low > b.high if grid.higher_is_better else a.high < b.low  # False when either is NaN
+        if not apart:
+            line += f". {best}'s interval overlaps the next one's ({ranked[1]}), so the order is not a finding"
+    return line + "."
 
 
 def _verdict_sentence(grid: NoiseGrid, verdicts: Mapping[tuple[str, str], Comparison]) -> str:
@@ -355,7 +386,7 @@ def noise_blocks(results: StudyResults, tables: Sequence[Table], plot_dir: Path)
         Block(
             "p",
             f"Relative {grid.metric_name} at each noisy level (1.00: no loss of {grid.metric_name}; –: no seed "
-            f"with a clean {grid.metric_name} above 0, so no ratio):",
+            f"with a clean {grid.metric_name} above {_floor(grid):g}, so no ratio):",
         )
     ]
     blocks += [Block("grid", _ratio_grid(grid))]

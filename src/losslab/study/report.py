@@ -13,8 +13,9 @@ whose grid has a ``label_noise`` axis gets a section of its own after the tables
 run's health (``losslab.study.flags``): ``iterations``, ``skipped_steps``, ``loss_slope`` (the total
 loss's least-squares slope over the last 20 % of iterations, relative to its mean there, per 1000
 iterations), its 95 % interval ``loss_slope_low`` / ``loss_slope_high``, ``loss_fall`` (the fitted
-relative fall across that window), ``converged`` (true / false / empty when too few points), ``flags``
-and ``wall_seconds``.
+relative fall across that window), ``converged`` (true / false / empty when too few points), ``flags``,
+``wall_seconds`` and ``precision`` (how the run trained: ``fp32``, ``bf16+channels-last``, ...; with
+``amp=true`` that depends on the CPU, and so can the numbers).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ _AP = list(AP_KEYS)
 #: The columns of ``results.csv``, in order (new columns are appended, never inserted).
 CSV_COLUMNS = ["run_id", "config", "loss", "seed", "batch_size", "fps", "AP", *_AP, "box_AP", "boundary_AP",
                "train_seconds", "status", "iterations", "skipped_steps", "loss_slope", "loss_slope_low",
-               "loss_slope_high", "loss_fall", "converged", "flags", "wall_seconds"]  # fmt: skip
+               "loss_slope_high", "loss_fall", "converged", "flags", "wall_seconds", "precision"]  # fmt: skip
 _CSV_METRICS = {"fps": "fps", "AP": "segm.AP", **{a: f"segm.{a}" for a in _AP}, "box_AP": "bbox.AP",
                 "boundary_AP": "boundary.AP", "train_seconds": "train_seconds", "iterations": "iterations"}  # fmt: skip
 
@@ -75,6 +76,7 @@ def write_results_csv(results: StudyResults, path: Path) -> Path:
                 "converged": "" if plateau is None or plateau.converged is None else str(plateau.converged).lower(),
                 "flags": flags_text(health.flags(), details=False) if health else "",
                 "wall_seconds": _number(run["wall_seconds"], 1),
+                "precision": (results.store.result(run["run_id"]) or {}).get("precision", "") if metrics else "",
             }
             for col, metric in _CSV_METRICS.items():
                 row[col] = _number(metrics.get(metric))

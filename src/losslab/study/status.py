@@ -89,5 +89,7 @@ def _table(store: StudyStore, out_dir: str | Path, now: float) -> tuple[Table, s
     for run in runs:
         counts[run["status"]] = counts.get(run["status"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    eta_text = f"; study ETA {format_seconds(remaining)}" if mean_wall and remaining else ""
+    # The runs left are shared by the runs in flight (--workers): each worker takes the next one.
+    parallel = max(1, counts.get("running", 0))
+    eta_text = f"; study ETA {format_seconds(remaining / parallel)}" if mean_wall and remaining else ""
     return table, f"{len(runs)} runs: {summary}{eta_text}"
