@@ -29,7 +29,7 @@ from losslab.study import plots
 from losslab.study.document import Block, Figure, Grid, TableView, comparison_numbers
 from losslab.study.flags import COLLAPSE_MASK_AP
 from losslab.study.stats import BETTER, WORSE, Comparison, Interval, mean_ci
-from losslab.study.summary import main_table, table_note
+from losslab.study.summary import join_names, main_table, table_note
 from losslab.study.tables import ConfigResults, StudyResults, Table, build_tables, lower_is_better
 
 __all__ = [
@@ -131,7 +131,7 @@ def seed_ratios(noisy: Mapping[int, float], clean: Mapping[int, float], floor: f
     out = {}
     for seed in sorted(set(noisy) & set(clean)):
         a, b = float(noisy[seed]), float(clean[seed])
-        if math.isfinite(a) and math.isfinite(b) and abs(b) > floor and b != 0:
+        if math.isfinite(a) and math.isfinite(b) and abs(b) > floor:
             out[seed] = a / b
     return out
 
@@ -275,16 +275,12 @@ def noise_findings(grid: NoiseGrid, tables: Mapping[str, Table]) -> list[str]:
     unranked = [loss for loss in grid.losses if loss not in ranked]
     if grid.noisy and unranked:
         out.append(
-            f"No relative {grid.metric_name} for {_join(unranked)}: no seed with a clean {grid.metric_name} above "
+            f"No relative {grid.metric_name} for {join_names(unranked)}: no seed with a clean {grid.metric_name} above "
             f"{_floor(grid):g} (collapsed), and a ratio of two values near zero measures nothing."
         )
     if verdicts:
         out.append(_verdict_sentence(grid, verdicts))
     return out
-
-
-def _join(names: Sequence[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _ranking_sentence(grid: NoiseGrid, means: Mapping[str, Interval], ranked: Sequence[str]) -> str:

@@ -23,7 +23,16 @@ from losslab.study.stats import BETTER, NO_EVIDENCE, WORSE
 from losslab.study.status import format_seconds
 from losslab.study.tables import StudyResults, Table
 
-__all__ = ["budget_line", "config_lines", "headline", "main_table", "method_of", "summary_items", "table_note"]
+__all__ = [
+    "budget_line",
+    "config_lines",
+    "headline",
+    "join_names",
+    "main_table",
+    "method_of",
+    "summary_items",
+    "table_note",
+]
 
 _COLUMN_MEANING = {
     "segm": "AP is COCO mask AP@[.50:.95], the mean of AP50, AP55, …, AP95 (AP at mask IoU 0.50, 0.55, …, 0.95). "
@@ -61,7 +70,8 @@ def method_of(table: Table, baseline: str) -> str:
     return f"paired t-test over {n} seeds (same seed, same data order), {holm}"
 
 
-def _names(labels: Sequence[str], limit: int = 6) -> str:
+def join_names(labels: Sequence[str], limit: int = 6) -> str:
+    """``"a, b and c"``; past ``limit`` names, the rest as ``"N more"``."""
     shown = list(labels[:limit]) + ([f"{len(labels) - limit} more"] if len(labels) > limit else [])
     return ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
 
@@ -80,13 +90,13 @@ def headline(results: StudyResults, table: Table) -> str:
             "(run with --seeds 3)."
         )
     if groups[BETTER]:
-        parts = [f"Better than {base} on {metric}: {_names(groups[BETTER])}"]
+        parts = [f"Better than {base} on {metric}: {join_names(groups[BETTER])}"]
     else:
         parts = [f"No configuration beat {base} on {metric}"]
     if groups[WORSE]:
-        parts.append(f"worse: {_names(groups[WORSE])}")
+        parts.append(f"worse: {join_names(groups[WORSE])}")
     if groups[NO_EVIDENCE]:
-        parts.append(f"not told apart from {base}: {_names(groups[NO_EVIDENCE])}")
+        parts.append(f"not told apart from {base}: {join_names(groups[NO_EVIDENCE])}")
     return "; ".join(parts) + f" ({method_of(table, results.spec.baseline)})."
 
 
@@ -159,13 +169,13 @@ def warnings_of(results: StudyResults, table: Table | None = None) -> list[str]:
             "every number here may change with more iterations."
         )
     if falling:
-        out.append(f"Still falling over the last {100 * PLATEAU_FRACTION:.0f} % of iterations: {_names(falling)}.")
+        out.append(f"Still falling over the last {100 * PLATEAU_FRACTION:.0f} % of iterations: {join_names(falling)}.")
     out += [w for w in (_unmeasured(results),) if w]
     collapsed = _labels_with(results, COLLAPSED)
     if collapsed:
         out.append(
             f"Collapsed (mask AP below {COLLAPSE_MASK_AP:g} while box AP is at least {COLLAPSE_BOX_AP:g}): "
-            f"{_names(collapsed)}: the boxes train, the masks do not."
+            f"{join_names(collapsed)}: the boxes train, the masks do not."
         )
     if _labels_with(results, ONE_SEED):
         out.append(
@@ -173,7 +183,7 @@ def warnings_of(results: StudyResults, table: Table | None = None) -> list[str]:
         )
     skipped = _labels_with(results, STEPS_SKIPPED)
     if skipped:
-        out.append(f"Steps skipped for a non-finite loss: {_names(skipped)} (see the runs table).")
+        out.append(f"Steps skipped for a non-finite loss: {join_names(skipped)} (see the runs table).")
     counts: dict[str, int] = {}
     for run in results.runs:
         counts[run["status"]] = counts.get(run["status"], 0) + 1
