@@ -320,3 +320,35 @@ def test_build_optimizer_follows_the_config():
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.8
     assert sgd.defaults["weight_decay"] == 1e-3 and sgd.defaults["lr"] == 0.05
     assert isinstance(build_optimizer(params, _cfg(optimizer="adamw")), torch.optim.AdamW)
+
+
+def test_a_resumed_run_lists_each_skipped_step_once(tmp_path):
+    """Steps skipped between the last checkpoint and a crash run again after the resume: the
+    interrupted run's rows for them are dropped, so skipped_steps.csv equals an uninterrupted run's."""
+    cfg = _cfg(max_iter=9, batch_size=2, ckpt_every=4, max_skipped_fraction=1.0, max_bad_steps=9)
+
+    def skipped(run_dir: Path) -> list[int]:
+        with open(run_dir / "skipped_steps.csv", newline="") as fh:
+            return [int(r["iteration"]) for r in csv.DictReader(fh)]
+
+    _trainer(cfg, tmp_path / "a", model=FakeInstanceModel(nan_ids=(3, 7))).train()
+    want = skipped(tmp_path / "a")
+    crash_at = 7
+    assert any(4 < i <= crash_at for i in want), want  # a skip the crash makes the resumed run repeat
+
+    run = _trainer(cfg, tmp_path / "b", model=FakeInstanceModel(nan_ids=(3, 7)))
+
+    def crash(t):
+        if t.iter == crash_at:
+            raise _CrashError
+
+    run.add_callback("after_step", crash)
+    with pytest.raises(_CrashError):
+        run.train()
+    assert skipped(tmp_path / "b") == [i for i in want if i <= crash_at]
+    torch.manual_seed(0)
+    resumed = Trainer(
+        FakeInstanceModel(nan_ids=(3, 7)), FakeInstances(12), cfg, collate_fn=collate, run_dir=tmp_path / "b"
+    )
+    summary = resumed.train(resume_from=tmp_path / "b" / "checkpoints" / "last.pt")
+    assert skipped(tmp_path / "b") == want and summary["skipped_steps"] == len(want)

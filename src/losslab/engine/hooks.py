@@ -98,17 +98,7 @@ class MetricsCSVHook(HookBase):
         self.columns: list[str] | None = None
 
     def before_train(self, trainer: Trainer) -> None:
-        if not self.path.is_file():
-            return
-        with open(self.path, newline="") as fh:
-            rows = list(csv.reader(fh))
-        if not rows:
-            return
-        self.columns = rows[0]
-        kept = [r for r in rows[1:] if r and int(float(r[0])) <= trainer.iter]
-        if len(kept) != len(rows) - 1:
-            with open(self.path, "w", newline="") as fh:
-                csv.writer(fh).writerows([self.columns, *kept])
+        self.columns = _drop_rows_after(self.path, trainer.iter) or None
 
     def after_step(self, trainer: Trainer) -> None:
         if not trainer.logged_this_step:
@@ -128,12 +118,33 @@ def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
+def _drop_rows_after(path: Path, iteration: int) -> list[str]:
+    """Rewrite the CSV ``path`` without the rows whose first column (an iteration) is past
+    ``iteration``: what an interrupted run wrote after the checkpoint it resumes from, and is about
+    to write again. Returns the header (``[]`` when there is no file or it is empty)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return []
+    kept = [r for r in rows[1:] if r and int(float(r[0])) <= iteration]
+    if len(kept) != len(rows) - 1:
+        with open(path, "w", newline="") as fh:
+            csv.writer(fh).writerows([rows[0], *kept])
+    return rows[0]
+
+
 class SkippedStepsCSVHook(HookBase):
     """Appends each skipped step to ``skipped_steps.csv``: its iteration, image ids and loss terms,
-    so the images behind a NaN can be looked at after the run."""
+    so the images behind a NaN can be looked at after the run. A resumed run first drops the rows
+    past its checkpoint's iteration (those steps run again and are recorded again)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    def before_train(self, trainer: Trainer) -> None:
+        _drop_rows_after(self.path, trainer.iter)
 
     def after_skip(self, trainer: Trainer) -> None:
         skip = trainer.last_skip
