@@ -139,7 +139,8 @@ NOISE_LEVELS = {
 NOISE_SEEDS = 2
 NOISE_FULL_SEEDS = 3
 #: Wall seconds of `noise-full` (90 runs) with --workers 2, measured on a 2-core AMD EPYC (Zen 4):
-#: 68 min 51 s. `quick` took 1.5x as long on the previous session's 2-core Xeon (32:37 vs 21:31).
+#: 68 min 51 s. `quick` took 21:31 there, 32:37 and 15:28 on two 2-core Xeons: other machines differ
+#: by 0.7-1.5x.
 NOISE_FULL_WALL_SECONDS = 68 * 60 + 51
 
 
@@ -148,7 +149,7 @@ def _wall_time(runs: int) -> str:
     full_runs = NOISE_FULL_SEEDS * len(NOISE_LEVELS) * len(NOISE_LOSSES)
     minutes = NOISE_FULL_WALL_SECONDS / 60
     where = "with --workers 2 on a 2-core AMD EPYC (Zen 4)"
-    xeon = "quick took 1.5x as long on a 2-core Xeon"
+    xeon = "quick took 0.7x to 1.5x as long on two 2-core Xeons"
     if runs == full_runs:
         return f"Wall time: {minutes:.0f} min {where}, measured ({xeon})."
     return (
