@@ -7,7 +7,10 @@ Prints, for ``yolact_tiny`` (or ``--preset``):
   training images/s;
 - inference FPS at batch 1, end to end (network + decode + Fast NMS + mask assembly), in float32,
   channels-last, channels-last with bfloat16 autocast, and with the backbone's batch norms folded
-  into its convs (``fuse_for_inference``), on ``--threads`` threads (2).
+  into its convs (``fuse_for_inference``), on ``--threads`` threads (2);
+- the mask upsampling of detection (100 prototype-size masks to the input size): ``detect``'s
+  ``upsample`` (a ``torch.lerp`` per phase and axis for whole factors) against ``F.interpolate``
+  + clamp, alone and end to end in the ``--fast`` model, the two alternating round by round.
 
     .venv/bin/python benchmarks/bench_yolact.py [--preset yolact_tiny] [--threads 2] [--profile]
 """
@@ -20,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from losslab.models import create_model
 
@@ -123,6 +127,40 @@ def bench_infer(preset: str, iters: int, profile: bool) -> None:
             print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
+def interpolate_upsample(masks: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """The peer: ``F.interpolate`` (bilinear, align_corners=False) clamped to [0, 1]."""
+    return F.interpolate(masks.unsqueeze(0), out_size, mode="bilinear", align_corners=False)[0].clamp_(0, 1)
+
+
+def bench_masks(preset: str, iters: int, rounds: int = 3) -> None:
+    import importlib
+
+    from losslab.engine.fps import measure_fps
+
+    detect_module = importlib.import_module("losslab.models.yolact.detect")
+    ours = detect_module.upsample
+    model = create_model(preset, num_classes=1, channels_last=True, amp=True).eval().fuse_for_inference()
+    size = model.config.input_size
+    small = torch.rand(100, size // 4, size // 4)
+    peers = {"F.interpolate + clamp": interpolate_upsample, "losslab upsample": ours}
+    alone = {k: time_it(lambda f=f: f(small, (size, size)), 3, iters) for k, f in peers.items()}
+    fps: dict[str, list[float]] = {k: [] for k in peers}
+    try:
+        for _ in range(rounds):
+            for k, f in peers.items():
+                detect_module.upsample = f
+                fps[k].append(float(measure_fps(model, size, n=iters)["fps"]))
+    finally:
+        detect_module.upsample = ours
+    print(f"masks  100 x {size // 4}px -> {size}px, then {preset} --fast end to end (median of {rounds} rounds)")
+    ref = "F.interpolate + clamp"
+    for k in peers:
+        ratio, gain = alone[ref] / alone[k], statistics.median(fps[k]) / statistics.median(fps[ref])
+        print(
+            f"  {k:22s}: {alone[k] * 1000:6.2f} ms ({ratio:.2f}x)   {statistics.median(fps[k]):6.1f} FPS ({gain:.2f}x)"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="yolact_tiny")
@@ -138,6 +176,7 @@ def main() -> None:
     if not args.skip_train:
         bench_train(args.preset, args.batch, args.iters)
     bench_infer(args.preset, args.infer_iters, args.profile)
+    bench_masks(args.preset, args.infer_iters)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""YOLACT building blocks on hand-made cases: anchors, box coding, matching, crops, NMS."""
+"""YOLACT building blocks on hand-made cases: anchors, box coding, matching, crops, NMS, mask upsampling."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.ops import nms
 
 from losslab.models.yolact.anchors import level_scales, make_anchors
 from losslab.models.yolact.backbone import ResNetBackbone, dcn_block_indices
 from losslab.models.yolact.box_utils import box_mask, center_size, decode, encode, match, point_form
-from losslab.models.yolact.detect import detect, fast_nms, standard_nms
+from losslab.models.yolact.detect import detect, fast_nms, standard_nms, upsample
 from losslab.models.yolact.rescoring import MaskIoUNet
 
 
@@ -184,3 +185,35 @@ def test_maskiou_net_shapes_and_small_inputs():
     assert net(torch.rand(3, 1, 138, 138)).shape == (3, 5)
     out = net(torch.rand(2, 1, 32, 32))  # padded up to the smallest side the convs accept
     assert out.shape == (2, 5) and (out >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("small", "out"),
+    [((64, 64), (256, 256)), ((32, 32), (128, 128)), ((64, 48), (256, 96)), ((5, 7), (15, 21)), ((9, 9), (9, 27))],
+)
+def test_whole_factor_upsample_equals_interpolate(small, out):
+    """The lerp path for whole factors (prototypes at a quarter of the input) gives F.interpolate's
+    bilinear (align_corners=False) numbers, borders included."""
+    torch.manual_seed(0)
+    masks = torch.rand(6, *small)
+    want = F.interpolate(masks[None], out, mode="bilinear", align_corners=False)[0]
+    got = upsample(masks, out)
+    assert got.shape == (6, *out) and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def test_upsample_stays_in_the_unit_interval_and_keeps_other_sizes():
+    # sigmoid outputs of exactly 0 and 1 and values an ulp below 1: no lerp steps past the ends
+    torch.manual_seed(0)
+    below_one = torch.nextafter(torch.ones(()), torch.zeros(()))
+    masks = torch.stack([torch.ones(16, 16), below_one.expand(16, 16), torch.rand(16, 16).round()])
+    masks[0, :, :5] = 0.0
+    up = upsample(masks, (64, 64))
+    assert up.min() >= 0 and up.max() <= 1
+    assert torch.equal(up[0][:, 24:], torch.ones(64, 40)) and torch.equal(up[0][:, :18], torch.zeros(64, 18))
+    assert torch.equal(up[1], below_one.expand(64, 64))
+    # a size that is no whole multiple (550 px from 138-px prototypes) goes through interpolate
+    odd = torch.rand(2, 138, 138)
+    want = F.interpolate(odd[None], (550, 550), mode="bilinear", align_corners=False)[0].clamp(0, 1)
+    torch.testing.assert_close(upsample(odd, (550, 550)), want, rtol=0, atol=0)
+    assert upsample(torch.rand(0, 16, 16), (64, 64)).shape == (0, 64, 64)

