@@ -18,7 +18,7 @@ from losslab.engine.train import Trainer
 from losslab.models import create_model, model_config
 from losslab.precision import Precision, autocast_dtype, resolve_precision
 
-SIZE = 96  # at 64 px, native bf16 (AMX) gave a NaN weight gradient in fpn.downsample.1 on step 1
+SIZE = 96  # 64 px was where bf16 gave fpn.downsample.1 a NaN weight gradient (fpn._downsample now avoids it)
 
 
 @pytest.fixture(autouse=True)

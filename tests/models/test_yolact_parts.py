@@ -217,3 +217,27 @@ def test_upsample_stays_in_the_unit_interval_and_keeps_other_sizes():
     want = F.interpolate(odd[None], (550, 550), mode="bilinear", align_corners=False)[0].clamp(0, 1)
     torch.testing.assert_close(upsample(odd, (550, 550)), want, rtol=0, atol=0)
     assert upsample(torch.rand(0, 16, 16), (64, 64)).shape == (0, 64, 64)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_fpn_one_pixel_downsample_trains_under_cpu_bf16_with_finite_gradients(memory_format):
+    """At 64 px P6 is 1x1: torch's bf16 weight gradient of the stride-2 conv making P7 from it picked
+    up NaN in padding-only taps from recycled memory (19 of these 20 steps, contiguous format, when
+    the conv ran in bf16); the FPN runs that conv in float32."""
+    from losslab.models.yolact.fpn import FPN
+
+    torch.set_num_threads(2)  # the fixture restores one thread
+    torch.manual_seed(0)
+    fpn = FPN([40, 112, 320], 128).to(memory_format=memory_format)
+    feats = [torch.randn(2, c, s, s).contiguous(memory_format=memory_format) for c, s in ((40, 8), (112, 4), (320, 2))]
+    for _ in range(20):
+        fpn.zero_grad()
+        garbage = [torch.full((n,), float("nan")) for n in (128 * 128 * 9, 2 * 128 * 128 * 9, 4096, 65536)]
+        del garbage  # freed memory full of NaN, as a training step leaves it for the next
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outs = fpn(feats)
+        assert [tuple(o.shape[-2:]) for o in outs] == [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)]
+        sum(o.float().sum() for o in outs).backward()
+        bad = [n for n, p in fpn.named_parameters() if not torch.isfinite(p.grad).all()]
+        assert not bad, bad
+    assert outs[-1].dtype == torch.float32 and outs[-2].dtype == torch.bfloat16  # only the 1x1 input's conv

@@ -22,9 +22,8 @@ TINY_CONFIG = {
     "fps_images": 2,
     "num_samples": 1,
     "device": "cpu",
-    # fp32: the wiring is under test, not bf16 numerics (tests/engine/test_amp.py, at 96 px). At 64 px,
-    # native bf16 gives an occasional non-finite gradient on the first step, and one skipped step of
-    # two fails the run; how often depends on the CPU and the thread count.
+    # fp32: the wiring is under test, not bf16 numerics (tests/engine/test_amp.py). At 64 px bf16 once
+    # gave an occasional non-finite first step, which fails a two-step run (fixed in fpn._downsample).
     "amp": False,
 }
 
