@@ -24,6 +24,7 @@ MASK_LOSSES = [n for n in list_losses() if "mask" in get_loss_info(n).contracts]
 
 
 @pytest.mark.parametrize("name", MASK_LOSSES)
+@pytest.mark.filterwarnings("ignore::losslab.losses.LossEquivalenceWarning")  # huber, tversky: by design
 def test_area_rescales_pixel_losses_and_leaves_the_others(name):
     logits, target, valid = _inputs()
     loss = create_loss(name, reduction="none")
