@@ -69,7 +69,7 @@ def test_eval_prints_the_paper_row_and_writes_eval_json(trained, fake_data, tmp_
     )
     assert res.exit_code == 0, res.output
     assert "AP95" in res.output and "mask" in res.output and "box" in res.output
-    assert set(json.loads(out.read_text())) == {"segm", "bbox", "boundary"}
+    assert set(json.loads(out.read_text())) == {"segm", "bbox", "boundary", "mask_fill"}
 
 
 def test_predict_writes_full_size_overlays(trained, tmp_path):

@@ -304,9 +304,11 @@ def test_instance_evaluator_on_perfect_predictions():
     ev.process(targets[:1], preds[:1])
     ev.process(targets[1:], preds[1:])
     res = ev.evaluate()
-    assert set(res) == {"segm", "bbox", "boundary"}
-    for metrics in res.values():
-        assert metrics["AP"] == pytest.approx(100.0) and metrics["AP95"] == pytest.approx(100.0)
+    assert set(res) == {"segm", "bbox", "boundary", "mask_fill"}
+    for iou_type in ("segm", "bbox", "boundary"):
+        assert res[iou_type]["AP"] == pytest.approx(100.0) and res[iou_type]["AP95"] == pytest.approx(100.0)
+    # square masks fill their boxes; these targets carry no masks, so the ground truth's fill is unknown
+    assert res["mask_fill"]["detections"] > 95 and math.isnan(res["mask_fill"]["ground_truth"])
     assert ev.pr_curves["segm"]["iou50"] == [1.0] * 101
     ev.reset()
     with pytest.raises(ValueError, match="process"):

@@ -80,7 +80,7 @@ def test_run_experiment_writes_the_run_folder_and_resumes(fakes, tmp_path):
 def test_run_experiment_instance_task_sets_num_classes_and_draws_samples(fakes, tmp_path):
     out = tmp_path / "inst"
     result = run.run_experiment({**fakes["instance"], "mask_loss": "dice"}, out, progress=False)
-    assert set(result) == INSTANCE_KEYS and set(result["metrics"]) == {"segm", "bbox", "boundary"}
+    assert set(result) == INSTANCE_KEYS and set(result["metrics"]) == {"segm", "bbox", "boundary", "mask_fill"}
     assert (
         set(result["per_image"]["segm"])
         and set(result["per_image"]["segm"]) <= {1, 2, 3, 4}

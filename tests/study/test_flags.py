@@ -15,12 +15,15 @@ from scipy import stats as sst
 
 from losslab.study.flags import (
     COLLAPSED,
+    EMPTY_MASKS,
+    FILLED_BOXES,
     LOSS_RISING,
     ONE_SEED,
     STEPS_SKIPPED,
     STILL_FALLING,
     Flag,
     RunHealth,
+    collapse_mode,
     config_flags,
     count_skipped_rows,
     is_collapsed,
@@ -30,6 +33,7 @@ from losslab.study.flags import (
 from losslab.study.report import print_tables, write_report
 from losslab.study.status import status_table
 from losslab.study.store import StudyStore
+from losslab.study.summary import warnings_of
 from losslab.study.tables import collect
 
 
@@ -76,6 +80,27 @@ def test_collapsed_means_mask_ap_near_zero_with_working_boxes():
     assert not is_collapsed(None, 10.0) and not is_collapsed(float("nan"), 10.0)
 
 
+def test_a_collapse_says_whether_the_masks_fill_their_boxes_or_are_empty():
+    assert (
+        collapse_mode(FILLED_BOXES) == "masks fill their boxes"
+        and collapse_mode(EMPTY_MASKS - 0.1) == "masks are empty"
+    )
+    assert collapse_mode(40.0) == "" and collapse_mode(None) == "" and collapse_mode(float("nan")) == ""
+    filled = RunHealth("a", 0, None, 500, 0, 0.0, 34.1, mask_fill=96.2, gt_fill=51.1).flags()
+    assert filled == [
+        Flag(COLLAPSED, "mask AP 0.00, box AP 34.10; masks fill their boxes: 96 % of each box, the ground truth's 51 %",
+             "masks fill their boxes")
+    ]  # fmt: skip
+    empty = [
+        RunHealth(r, i, None, 500, 0, 0.0, 31.0, mask_fill=f, gt_fill=51.0)
+        for i, (r, f) in enumerate([("a", 0.0), ("b", 2.0)])
+    ]
+    (flag,) = config_flags(empty)
+    assert flag.mode == "masks are empty" and "1 % of each box" in flag.detail  # the mean of 0 and 2
+    unknown = RunHealth("c", 0, None, 500, 0, 0.0, 31.0).flags()[0]  # a run evaluated before mask_fill existed
+    assert unknown.mode == "" and unknown.detail == "mask AP 0.00, box AP 31.00"
+
+
 def test_config_flags_gather_the_runs():
     falling = plateau(_curve(lambda s: 3.0 - 0.004 * s, noise=0.01))
     flat = plateau(_curve(lambda s: 1.0 + math.exp(-s / 20), noise=0.01))
@@ -110,6 +135,8 @@ def test_each_configuration_earns_its_flag(flagged):
         results = collect(store)
         flags = {c.label: {f.name for f in results.flags_of(c)} for c in results.configs}
     assert flags == {"BCE": set(), "Falling": {STILL_FALLING}, "Collapsed": {COLLAPSED}, "Skipping": {STEPS_SKIPPED}}
+    (collapsed,) = [w for w in warnings_of(results) if w.startswith("Collapsed")]
+    assert collapsed.endswith("Collapsed: the boxes train, the masks do not (masks fill their boxes: Collapsed).")
 
 
 def test_flags_reach_results_csv_every_table_and_the_printed_table(flagged):

@@ -63,7 +63,8 @@ def test_results_csv_has_one_row_per_run(stored_study):
     assert CSV_COLUMNS[:6] == ["run_id", "config", "loss", "seed", "batch_size", "fps"]
     assert CSV_COLUMNS[16:21] == ["AP95", "box_AP", "boundary_AP", "train_seconds", "status"]  # DESIGN.md's
     assert CSV_COLUMNS[21:] == ["iterations", "skipped_steps", "loss_slope", "loss_slope_low", "loss_slope_high",
-                                "loss_fall", "converged", "flags", "wall_seconds", "precision"]  # fmt: skip
+                                "loss_fall", "converged", "flags", "wall_seconds", "precision", "mask_fill",
+                                "gt_fill"]  # fmt: skip
     body = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
     assert len(body) == 9  # 3 unique configurations x 3 seeds ("BCE again" shares the BCE runs)
     bce0 = next(r for r in body if r["config"] == "BCE" and r["seed"] == "0")

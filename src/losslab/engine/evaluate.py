@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from losslab.engine.coco_results import predictions_to_coco
 from losslab.engine.dense_metrics import DenseEvaluator
+from losslab.engine.mask_fill import FillMeter
 from losslab.engine.metric_keys import AP_KEYS, IOU_THRESHOLDS, METRIC_KEYS
 from losslab.engine.train import to_device
 
@@ -287,8 +288,10 @@ class InstanceEvaluator:
 
     ``reset()``, then ``process(targets, preds)`` per batch, then ``evaluate()`` gives
     ``{iou_type: metrics}`` over the images processed (the others are left out, so a partial
-    pass over the validation set is evaluated on what it saw). Mask AP uses the mask area for the
-    size classes (``use_mask_area=True``), as YOLACT's separate mask results do.
+    pass over the validation set is evaluated on what it saw), and with ``segm`` also
+    ``"mask_fill"``: the percent of its box that each mask covers, over the detections scoring at
+    least 0.5 and over the ground truth (``losslab.engine.mask_fill``: how masks collapse). Mask
+    AP uses the mask area for the size classes (``use_mask_area=True``), as YOLACT's separate mask results do.
 
     Args:
         gt: the COCO ground truth (dict or json path, e.g. the dataset's ``ann_file``).
@@ -322,11 +325,13 @@ class InstanceEvaluator:
         """Forget the detections and images of a previous pass."""
         self.detections: list[dict] = []
         self._img_ids: set[int] = set()
+        self.fill = FillMeter(self.mask_threshold)
 
     def process(self, targets: Sequence[dict[str, Any]], preds: Sequence[dict[str, torch.Tensor]]) -> None:
         """Add one batch: the dataset's targets and the model's eval outputs for the same images."""
         self.detections.extend(predictions_to_coco(preds, targets, self.label_to_cat, self.mask_threshold))
         self._img_ids.update(int(t["image_id"]) for t in targets)
+        self.fill.update(targets, preds)
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """COCO metrics over the processed images, in percent (see ``evaluate_coco``)."""
@@ -339,6 +344,8 @@ class InstanceEvaluator:
             img_ids=sorted(self._img_ids),
             use_mask_area=self.use_mask_area,
         )
+        if "segm" in self.iou_types:
+            metrics["mask_fill"] = self.fill.result()
         return metrics
 
     def per_image_ap(self, iou_type: str = "segm") -> dict[int, float]:

@@ -4,6 +4,9 @@ Flags (the names every table, the summary and ``results.csv`` use):
 
 - ``"collapsed"``: mask AP near zero while box AP is not: the detector works, the masks do not
   (mean over seeds: mask AP below ``COLLAPSE_MASK_AP`` with box AP at least ``COLLAPSE_BOX_AP``).
+  The detail says how, from the evaluation's ``mask_fill`` (the percent of its box each confident
+  detection's mask covers): masks that fill their boxes (at least ``FILLED_BOXES``) or empty masks
+  (below ``EMPTY_MASKS``), beside the ground truth's fill.
 - ``"still falling"``: the run's training loss had not reached its plateau (``plateau``).
 - ``"loss rising"``: the loss grew over the end of training (the same measurement, upwards).
 - ``"1 seed"``: one seed only, so no interval covers training noise.
@@ -35,6 +38,8 @@ __all__ = [
     "COLLAPSED",
     "COLLAPSE_BOX_AP",
     "COLLAPSE_MASK_AP",
+    "EMPTY_MASKS",
+    "FILLED_BOXES",
     "LOSS_RISING",
     "MIN_PLATEAU_POINTS",
     "ONE_SEED",
@@ -46,6 +51,7 @@ __all__ = [
     "Flag",
     "Plateau",
     "RunHealth",
+    "collapse_mode",
     "config_flags",
     "count_skipped_rows",
     "is_collapsed",
@@ -69,6 +75,10 @@ MIN_PLATEAU_POINTS = 4
 COLLAPSE_MASK_AP = 1.0
 #: ... while box AP (percent) is at least this.
 COLLAPSE_BOX_AP = 5.0
+#: A collapse's masks fill their boxes when they cover at least this percent of them ...
+FILLED_BOXES = 90.0
+#: ... and are empty below this.
+EMPTY_MASKS = 5.0
 #: ``metrics.csv`` columns holding the total training loss (the first present wins).
 TOTAL_TERMS = ("total", "loss", "total_loss")
 
@@ -81,6 +91,8 @@ class Flag:
 
     name: str
     detail: str = ""
+    #: for ``"collapsed"``: ``collapse_mode``'s words ("" when unknown or neither)
+    mode: str = ""
 
     def __str__(self) -> str:
         return f"{self.name} ({self.detail})" if self.detail else self.name
@@ -174,6 +186,25 @@ def is_collapsed(mask_ap: float | None, box_ap: float | None) -> bool:
     return mask_ap < COLLAPSE_MASK_AP and box_ap >= COLLAPSE_BOX_AP
 
 
+def collapse_mode(fill: float | None) -> str:
+    """How collapsed masks failed, from the percent of their boxes they cover: ``"masks fill their
+    boxes"``, ``"masks are empty"`` or ``""`` (unknown, or in between)."""
+    if fill is None or math.isnan(fill):
+        return ""
+    if fill >= FILLED_BOXES:
+        return "masks fill their boxes"
+    return "masks are empty" if fill < EMPTY_MASKS else ""
+
+
+def _collapsed(mask_ap: float, box_ap: float, fill: float | None, gt_fill: float | None) -> Flag:
+    detail = f"mask AP {mask_ap:.2f}, box AP {box_ap:.2f}"
+    mode = collapse_mode(fill)
+    if mode:
+        truth = f", the ground truth's {gt_fill:.0f} %" if gt_fill is not None and math.isfinite(gt_fill) else ""
+        detail += f"; {mode}: {fill:.0f} % of each box{truth}"
+    return Flag(COLLAPSED, detail, mode)
+
+
 def count_skipped_rows(run_dir: str | Path | None) -> int | None:
     """Rows of the run folder's ``skipped_steps.csv`` (one per skipped step), None without the file."""
     if run_dir is None:
@@ -196,6 +227,8 @@ class RunHealth:
     skipped_steps: int
     mask_ap: float | None = None
     box_ap: float | None = None
+    mask_fill: float | None = None
+    gt_fill: float | None = None
 
     @property
     def collapsed(self) -> bool:
@@ -205,7 +238,7 @@ class RunHealth:
         """This run's flags (no ``"1 seed"``: that is a configuration's)."""
         out = []
         if self.collapsed:
-            out.append(Flag(COLLAPSED, f"mask AP {self.mask_ap:.2f}, box AP {self.box_ap:.2f}"))
+            out.append(_collapsed(self.mask_ap, self.box_ap, self.mask_fill, self.gt_fill))
         if self.plateau is not None and self.plateau.state in ("still falling", "rising"):
             name = STILL_FALLING if self.plateau.state == "still falling" else LOSS_RISING
             out.append(Flag(name, f"{100 * self.plateau.slope:+.0f} %/1k it"))
@@ -238,6 +271,8 @@ def run_health(
         skipped,
         metrics.get("segm.AP"),
         metrics.get("bbox.AP"),
+        metrics.get("mask_fill.detections"),
+        metrics.get("mask_fill.ground_truth"),
     )
 
 
@@ -253,7 +288,8 @@ def config_flags(runs: Sequence[RunHealth]) -> list[Flag]:
     out = []
     mask, box = _mean([r.mask_ap for r in runs]), _mean([r.box_ap for r in runs])
     if is_collapsed(mask, box):
-        out.append(Flag(COLLAPSED, f"mask AP {mask:.2f}, box AP {box:.2f}"))
+        fill, gt_fill = _mean([r.mask_fill for r in runs]), _mean([r.gt_fill for r in runs])
+        out.append(_collapsed(mask, box, fill, gt_fill))
     for name, state in ((STILL_FALLING, "still falling"), (LOSS_RISING, "rising")):
         hit = [r for r in runs if r.plateau is not None and r.plateau.state == state]
         if hit:

@@ -42,9 +42,11 @@ _AP = list(AP_KEYS)
 #: The columns of ``results.csv``, in order (new columns are appended, never inserted).
 CSV_COLUMNS = ["run_id", "config", "loss", "seed", "batch_size", "fps", "AP", *_AP, "box_AP", "boundary_AP",
                "train_seconds", "status", "iterations", "skipped_steps", "loss_slope", "loss_slope_low",
-               "loss_slope_high", "loss_fall", "converged", "flags", "wall_seconds", "precision"]  # fmt: skip
+               "loss_slope_high", "loss_fall", "converged", "flags", "wall_seconds", "precision", "mask_fill",
+               "gt_fill"]  # fmt: skip
 _CSV_METRICS = {"fps": "fps", "AP": "segm.AP", **{a: f"segm.{a}" for a in _AP}, "box_AP": "bbox.AP",
-                "boundary_AP": "boundary.AP", "train_seconds": "train_seconds", "iterations": "iterations"}  # fmt: skip
+                "boundary_AP": "boundary.AP", "train_seconds": "train_seconds", "iterations": "iterations",
+                "mask_fill": "mask_fill.detections", "gt_fill": "mask_fill.ground_truth"}  # fmt: skip
 
 
 def _number(value: float | None, digits: int = 4) -> str:

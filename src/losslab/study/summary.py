@@ -132,6 +132,16 @@ def _labels_with(results: StudyResults, name: str) -> list[str]:
     return [c.label for c in results.configs if not c.alias_of and any(f.name == name for f in results.flags_of(c))]
 
 
+def _collapse_modes(results: StudyResults) -> str:
+    """``" (masks fill their boxes: A and B; masks are empty: C)"``, from the collapsed flags' modes."""
+    modes: dict[str, list[str]] = {}
+    for c in results.configs:
+        for f in results.flags_of(c):
+            if f.name == COLLAPSED and f.mode and not c.alias_of:
+                modes.setdefault(f.mode, []).append(c.label)
+    return f" ({'; '.join(f'{m}: {join_names(labels)}' for m, labels in modes.items())})" if modes else ""
+
+
 def _untrained(results: StudyResults, table: Table | None) -> str:
     """A warning when no configuration's main metric reached what "collapsed" calls near zero."""
     if table is None or table.key != "segm":
@@ -175,7 +185,7 @@ def warnings_of(results: StudyResults, table: Table | None = None) -> list[str]:
     if collapsed:
         out.append(
             f"Collapsed (mask AP below {COLLAPSE_MASK_AP:g} while box AP is at least {COLLAPSE_BOX_AP:g}): "
-            f"{join_names(collapsed)}: the boxes train, the masks do not."
+            f"{join_names(collapsed)}: the boxes train, the masks do not{_collapse_modes(results)}."
         )
     if _labels_with(results, ONE_SEED):
         out.append(
