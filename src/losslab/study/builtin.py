@@ -144,8 +144,8 @@ NOISE_LEVELS = {
 NOISE_SEEDS = 2
 NOISE_FULL_SEEDS = 3
 #: Wall seconds of `noise-full` (90 runs) with --workers 2, measured on a 2-core AMD EPYC (Zen 4):
-#: 68 min 51 s. `quick` took 21:31 there, 32:37 and 15:28 on two 2-core Xeons: other machines differ
-#: by 0.7-1.5x.
+#: 68 min 51 s, with the earlier lr steps (70 / 90 %; the same cost per run). `quick` took 21:31
+#: there, 32:37 and 15:28 on two 2-core Xeons: other machines differ by 0.7-1.5x.
 NOISE_FULL_WALL_SECONDS = 68 * 60 + 51
 
 
@@ -156,7 +156,7 @@ def _wall_time(runs: int) -> str:
     where = "with --workers 2 on a 2-core AMD EPYC (Zen 4)"
     xeon = "quick took 0.7x to 1.5x as long on two 2-core Xeons"
     if runs == full_runs:
-        return f"Wall time: {minutes:.0f} min {where}, measured ({xeon})."
+        return f"Wall time: {minutes:.0f} min {where}, measured with the earlier lr steps ({xeon})."
     return (
         f"Wall time: about {runs / full_runs * minutes:.0f} min {where}, {runs} of noise-full's {full_runs} runs "
         f"that took {minutes:.0f} min there (this grid was not timed as a whole; {xeon})."
