@@ -151,6 +151,18 @@ class _CrashError(Exception):
     pass
 
 
+def _train_until_crash(trainer: Trainer, crash_at: int) -> None:
+    """Train ``trainer`` until a crash right after step ``crash_at`` (its checkpoints stay behind)."""
+
+    def crash(t):
+        if t.iter == crash_at:
+            raise _CrashError
+
+    trainer.add_callback("after_step", crash)
+    with pytest.raises(_CrashError):
+        trainer.train()
+
+
 def _record_order(trainer, order):
     trainer.add_callback("after_step", lambda t: order.append(t.iter))
 
@@ -172,15 +184,7 @@ def test_resume_gives_bit_identical_weights(tmp_path, crash_at):
     ref._next_batch = spy_a
     ref.train()
 
-    run = _trainer(cfg, tmp_path / "b")
-
-    def crash(t):
-        if t.iter == crash_at:
-            raise _CrashError
-
-    run.add_callback("after_step", crash)
-    with pytest.raises(_CrashError):
-        run.train()
+    _train_until_crash(_trainer(cfg, tmp_path / "b"), crash_at)
     last = tmp_path / "b" / "checkpoints" / "last.pt"
     assert last.is_file()
     with open(tmp_path / "b" / "metrics.csv", newline="") as fh:  # every step logged before the crash
@@ -336,15 +340,7 @@ def test_a_resumed_run_lists_each_skipped_step_once(tmp_path):
     crash_at = 7
     assert any(4 < i <= crash_at for i in want), want  # a skip the crash makes the resumed run repeat
 
-    run = _trainer(cfg, tmp_path / "b", model=FakeInstanceModel(nan_ids=(3, 7)))
-
-    def crash(t):
-        if t.iter == crash_at:
-            raise _CrashError
-
-    run.add_callback("after_step", crash)
-    with pytest.raises(_CrashError):
-        run.train()
+    _train_until_crash(_trainer(cfg, tmp_path / "b", model=FakeInstanceModel(nan_ids=(3, 7))), crash_at)
     assert skipped(tmp_path / "b") == [i for i in want if i <= crash_at]
     torch.manual_seed(0)
     resumed = Trainer(

@@ -67,7 +67,7 @@ class FillMeter:
 
     def update(self, targets: Sequence[Mapping[str, Any]], preds: Sequence[Mapping[str, Tensor]]) -> None:
         for target, pred in zip(targets, preds, strict=True):
-            if pred.get("masks") is not None and pred["scores"].numel():
+            if pred.get("masks") is not None:
                 keep = pred["scores"] >= FILL_SCORE
                 self._add("detections", box_fill(pred["boxes"][keep], pred["masks"][keep], self.threshold))
             if target.get("masks") is None or target.get("boxes") is None:
