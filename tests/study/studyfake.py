@@ -3,16 +3,18 @@ metrics.csv, checkpoints, result.json, samples/*.png) in milliseconds, with plau
 depend on the loss and the seed only.
 
 Config keys it reads besides the trainer's: ``fake_fail`` (raise), ``fake_step_seconds`` (sleep per
-step, for the kill test). Like the trainer it resumes: a run folder with ``result.json`` returns it
-as is, and a checkpoint continues from its step. Each step and each completion is appended to
-``calls.log`` in the run folder so that tests can count work done twice; ``worker.pid`` holds the
-id of the process that ran it.
+step, for the kill test), ``fake_lr_peak`` (AP falls by 10 points per decade of ``lr`` away from it)
+and ``fake_lr_peak_tune`` (the same on a dataset folder whose name contains "tune": the tuning split).
+Like the trainer it resumes: a run folder with ``result.json`` returns it as is, and a checkpoint
+continues from its step. Each step and each completion is appended to ``calls.log`` in the run folder
+so that tests can count work done twice; ``worker.pid`` holds the id of the process that ran it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -39,9 +41,18 @@ def _write_png(path: Path, value: float) -> None:
     plt.imsave(path, img)
 
 
-def fake_metrics(loss: str, seed: int) -> dict[str, Any]:
+def lr_offset(config: dict[str, Any]) -> float:
+    """AP points lost for training away from the fake's best learning rate (0 without one)."""
+    tuning = "tune" in Path(str(config.get("data", ""))).name
+    peak = config.get("fake_lr_peak_tune" if tuning else "fake_lr_peak") or config.get("fake_lr_peak")
+    if not peak:
+        return 0.0
+    return -10.0 * abs(math.log10(float(config.get("lr", 1e-3)) / float(peak)))
+
+
+def fake_metrics(loss: str, seed: int, offset: float = 0.0) -> dict[str, Any]:
     """COCO-like numbers: AP falls with the IoU threshold; 'all' is their mean."""
-    base = BASE_AP.get(loss, 70.0) + 2.0 * _noise(f"{loss}/{seed}")
+    base = BASE_AP.get(loss, 70.0) + 2.0 * _noise(f"{loss}/{seed}") + offset
     per_t = [max(0.0, min(100.0, base + 20 - 3.5 * i - (30 if i >= 8 else 0))) for i in range(10)]
     segm = {"AP": float(np.mean(per_t)), **{f"AP{50 + 5 * i}": v for i, v in enumerate(per_t)}}
     bbox = {k: v - 1.0 for k, v in segm.items()}
@@ -80,7 +91,7 @@ def fake_run(config: dict[str, Any], run_dir: Path, progress: bool = True) -> di
     images = [1, 2, 3, 4, 5, 6]
     base = BASE_AP.get(loss, 70.0) / 100
     result = {
-        "metrics": fake_metrics(loss, seed),
+        "metrics": fake_metrics(loss, seed, lr_offset(config)),
         "fps": 30.0 + _noise(f"fps/{loss}/{seed}"),
         "train_seconds": 1.0 + steps * 0.01,
         "iterations": steps,

@@ -161,7 +161,8 @@ def test_flags_reach_results_csv_every_table_and_the_printed_table(flagged):
     printed = console.file.getvalue()
     for name in (COLLAPSED, STILL_FALLING, STEPS_SKIPPED):
         assert name in printed
-    assert "paired t-test over 2 seeds" in printed and "Holm" in printed
+    assert "pooled t-test over the config × seed layout (2 seeds, df=2)" in printed and "Holm" in printed
+    assert "paired t-test for Collapsed" in printed  # a collapsed configuration stays out of the pool
 
 
 def test_status_table_flags_the_done_runs(flagged):

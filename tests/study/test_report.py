@@ -14,7 +14,7 @@ from losslab.study.report import CSV_COLUMNS, format_cell, write_report
 from losslab.study.reproduce import command
 from losslab.study.runner import run_study
 from losslab.study.spec import load_study, parse_study
-from losslab.study.stats import NO_EVIDENCE, WORSE
+from losslab.study.stats import UNDECIDED, WORSE
 from losslab.study.store import StudyStore
 from losslab.study.tables import Cell, build_tables, collect, mark_best
 
@@ -60,9 +60,9 @@ def test_results_csv_has_one_row_per_run(stored_study):
     with (stored_study / "results.csv").open() as fh:
         rows = list(csv.reader(fh))
     assert rows[0] == CSV_COLUMNS
-    assert CSV_COLUMNS[:6] == ["run_id", "config", "loss", "seed", "batch_size", "fps"]
-    assert CSV_COLUMNS[16:21] == ["AP95", "box_AP", "boundary_AP", "train_seconds", "status"]  # DESIGN.md's
-    assert CSV_COLUMNS[21:] == ["iterations", "skipped_steps", "loss_slope", "loss_slope_low", "loss_slope_high",
+    assert CSV_COLUMNS[:8] == ["run_id", "config", "loss", "seed", "stage", "lr", "batch_size", "fps"]
+    assert CSV_COLUMNS[18:23] == ["AP95", "box_AP", "boundary_AP", "train_seconds", "status"]  # DESIGN.md's
+    assert CSV_COLUMNS[23:] == ["iterations", "skipped_steps", "loss_slope", "loss_slope_low", "loss_slope_high",
                                 "loss_fall", "converged", "flags", "wall_seconds", "precision", "mask_fill",
                                 "gt_fill"]  # fmt: skip
     body = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
@@ -71,6 +71,7 @@ def test_results_csv_has_one_row_per_run(stored_study):
     assert float(bce0["AP"]) == pytest.approx(fake_metrics("bce", 0)["segm"]["AP"], abs=1e-3)
     assert float(bce0["box_AP"]) == pytest.approx(fake_metrics("bce", 0)["bbox"]["AP"], abs=1e-3)
     assert bce0["batch_size"] == "2" and bce0["loss"] == "bce" and bce0["status"] == "done"
+    assert bce0["stage"] == "verdict" and bce0["lr"] == "0.001"  # an untuned study: the trainer's default lr
     assert bce0["iterations"] == "3" and bce0["skipped_steps"] == "0" and bce0["converged"] == ""  # 3 points: undecided
     assert float(bce0["wall_seconds"]) >= 0 and bce0["precision"] == "fp32"
     broken = [r for r in body if r["config"] == "Broken"]
@@ -98,7 +99,7 @@ def test_tables_hold_means_intervals_verdicts_and_bold_best(stored_study):
 
 def test_format_cell():
     assert format_cell(Cell(83.654, 1.2, 3, WORSE, True)) == "**83.65** ±1.20 ▼"
-    assert format_cell(Cell(80.0, float("nan"), 1, NO_EVIDENCE, False)) == "80.00"
+    assert format_cell(Cell(80.0, float("nan"), 1, UNDECIDED, False)) == "80.00"
     assert format_cell(None) == "–"
 
 
@@ -120,10 +121,7 @@ def test_summary_says_the_verdict_the_budget_and_the_test(stored_study):
     md = (stored_study / "report.md").read_text()
     summary = md.split("## Summary")[1].split("\n## ")[0]
     assert "No configuration beat BCE on mask AP; worse: Dice" in summary
-    assert (
-        "paired t-test over 3 seeds (same seed, same data order), Holm-corrected across 1 comparison with BCE"
-        in summary
-    )
+    assert "paired t-test over 3 seeds (not pooled: " in summary and "Holm-corrected across 1 comparison" in summary
     assert "Budget: yolact_tiny · data " in summary and "3 iterations at batch 2 · 3 seeds · 9 runs" in summary
     assert "Not all runs are done: 3 failed." in summary
     assert "- Dice: mask AP " in summary and "worse than BCE (Δ -" in summary and "Holm p" in summary

@@ -115,7 +115,13 @@ def test_unknown_study_name_suggests():
 @pytest.mark.parametrize("name", list(BUILTIN_STUDIES))
 def test_builtin_studies_load(name):
     study = load_study(name)
-    assert study.runs() and study.baseline in {v for values in study.grid.values() for v in values}
+    assert study.run_count() > 0 and study.baseline in {v for values in study.grid.values() for v in values}
+    if study.tune is not None:  # verdict runs exist once a choice is made, at the chosen value
+        first = {label: study.tune.points()[0] for label in study.labels()}
+        assert study.tune_runs() and study.runs(first)
+        assert not {r.seed for r in study.tune_runs()} & set(study.seeds)
+    else:
+        assert study.runs()
 
 
 def test_builtin_studies_follow_the_survey():

@@ -10,7 +10,7 @@ from scipy import stats as sst
 
 from losslab.study.stats import (
     BETTER,
-    NO_EVIDENCE,
+    UNDECIDED,
     WORSE,
     adjust_holm,
     bootstrap_ci,
@@ -57,13 +57,13 @@ def test_paired_comparison_matches_scipy():
 
 def test_paired_pairs_by_seed_not_by_position():
     cmp = compare_paired({0: 1.0, 1: 2.0, 2: 3.0}, {2: 3.0, 1: 2.0, 0: 1.0})
-    assert cmp.diff.mean == 0.0 and cmp.verdict == NO_EVIDENCE and cmp.p_value == 1.0
+    assert cmp.diff.mean == 0.0 and cmp.verdict == UNDECIDED and cmp.p_value == 1.0
 
 
 def test_worse_and_no_evidence():
     assert compare_paired([70.0, 71.0, 69.5], [80.0, 80.5, 79.0]).verdict == WORSE
     noisy = compare_paired([80.0, 75.0, 85.0], [79.0, 82.0, 78.0])
-    assert noisy.verdict == NO_EVIDENCE and noisy.diff.low < 0 < noisy.diff.high
+    assert noisy.verdict == UNDECIDED and noisy.diff.low < 0 < noisy.diff.high
     # lower is better (an error): a lower value is "better"
     assert compare_paired([1.0, 1.1, 0.9], [2.0, 2.1, 2.05], higher_is_better=False).verdict == BETTER
 
@@ -77,7 +77,7 @@ def test_wilcoxon_from_six_pairs():
 
 def test_single_seed_has_no_verdict():
     cmp = compare_paired([80.0], [79.0])
-    assert cmp.verdict == NO_EVIDENCE and math.isnan(cmp.p_value) and cmp.diff.mean == 1.0
+    assert cmp.verdict == UNDECIDED and math.isnan(cmp.p_value) and cmp.diff.mean == 1.0
 
 
 def test_constant_difference_is_certain():
@@ -132,7 +132,7 @@ def test_holm_turns_a_lone_win_among_many_into_no_evidence():
     assert wins["A"].verdict == BETTER and wins["A"].p_value < 0.05
     adjusted = adjust_holm({**wins, "missing": None})
     assert adjusted["missing"] is None
-    assert adjusted["A"].verdict == NO_EVIDENCE and adjusted["A"].p_adjusted == pytest.approx(5 * wins["A"].p_value)
+    assert adjusted["A"].verdict == UNDECIDED and adjusted["A"].p_adjusted == pytest.approx(5 * wins["A"].p_value)
     assert adjusted["A"].correction == "Holm" and "Holm p=" in adjusted["A"].describe()
     strong = adjust_holm({"W": compare_paired([70.0, 71.0, 69.5], [80.0, 80.5, 79.0])})
     assert strong["W"].verdict == WORSE  # a family of one: Holm changes nothing

@@ -96,7 +96,7 @@ def run_cmd(
 
 @study_app.command("report")
 def report_cmd(out: Path = typer.Argument(..., help="The study folder.")) -> None:
-    """Write report.md, report.html, table.tex, results.csv and plots/ from DIR/study.db."""
+    """Write report.md, report.html, table.tex, results.csv, verdicts.csv and plots/ from DIR/study.db."""
     from losslab.study.report import print_tables, write_report
 
     try:
@@ -107,6 +107,37 @@ def report_cmd(out: Path = typer.Argument(..., help="The study folder.")) -> Non
     console.print(f"report: {files['report.md']}")
     for name in sorted(files):
         console.print(f"  {files[name]}")
+
+
+@study_app.command("compare")
+def compare_cmd(
+    first: Path = typer.Argument(..., help="A study folder (or its verdicts.csv)."),
+    second: Path = typer.Argument(..., help="Another study folder, e.g. the same study under other numerics."),
+    metric: str = typer.Option("segm.AP", "--metric", help="The metric to compare ('all' for every one)."),
+) -> None:
+    """Two studies' verdicts side by side; exits 1 when one contradicts the other.
+
+    A contradiction: better in one study and worse or equivalent in the other (or worse against
+    equivalent). Undecided contradicts nothing. Run a study twice (another CPU, or `--set amp=false`) and
+    compare: a verdict that flips was noise.
+    """
+    from losslab.study.compare import compare_verdicts
+
+    try:
+        pairs = compare_verdicts(first, second, None if metric == "all" else metric)
+    except ValueError as exc:
+        _fail(exc)
+    table = RichTable(title=f"verdicts: {first} against {second}")
+    for col in ("configuration", "metric", str(first), str(second), "Δ", "Δ", ""):
+        table.add_column(escape(col), overflow="fold")
+    for p in pairs:
+        mark = "[red]contradicts[/]" if p.contradiction else ""
+        table.add_row(escape(p.config), p.metric, p.first or "–", p.second or "–", p.delta_first, p.delta_second, mark)
+    console.print(table)
+    bad = [p for p in pairs if p.contradiction]
+    console.print(f"{len(bad)} contradicting verdict{'s' if len(bad) != 1 else ''} of {len(pairs)} compared")
+    if bad:
+        raise typer.Exit(1)
 
 
 @study_app.command("status")
@@ -138,8 +169,9 @@ def list_cmd() -> None:
         except ValueError as exc:
             table.add_row(name, "", "", "", "", f"[red]invalid here: {exc}[/]")
             continue
-        model = study.model or ", ".join(sorted({str(r.config.get("model")) for r in study.runs()}))
-        table.add_row(name, model, str(len(study.labels())), str(len(study.seeds)), str(len(study.unique_runs())),
+        models = {str(v.get("model")) for _, _, v in study.configurations() if v.get("model")}
+        model = study.model or ", ".join(sorted(models))
+        table.add_row(name, model, str(len(study.labels())), str(len(study.seeds)), str(study.run_count()),
                       study.description)  # fmt: skip
     console.print(table)
 

@@ -3,7 +3,7 @@ results store, statistics against a baseline and the report.
 
 >>> study = load_study("quick")                 # or a YAML file
 >>> run_study(study, "studies/quick")           # resumable; results in studies/quick/study.db
->>> write_report("studies/quick")               # report.md, report.html, table.tex, results.csv, plots/
+>>> write_report("studies/quick")  # report.md, report.html, table.tex, results.csv, verdicts.csv, plots/
 
 Names are imported on first use, so that worker processes that only execute runs stay light.
 """

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from losslab.study.flags import Flag
-from losslab.study.stats import BETTER, WORSE, Comparison
+from losslab.study.stats import BETTER, EQUIVALENT, WORSE, Comparison
 from losslab.study.tables import Cell, Table
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
     "tex_table",
 ]
 
-_MARK = {BETTER: "▲", WORSE: "▼"}
+_MARK = {BETTER: "▲", WORSE: "▼", EQUIVALENT: "≈"}
 
 
 @dataclass
@@ -109,8 +109,10 @@ def comparison_numbers(cmp: Comparison, digits: int = 2) -> str:
     if not math.isnan(d.low):
         text += f" [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
     p = cmp.p_adjusted if cmp.p_adjusted is not None else cmp.p_value
+    name = f"{cmp.correction} p" if cmp.p_adjusted is not None else "p"
+    if cmp.verdict == EQUIVALENT and cmp.p_equivalence is not None:
+        p, name = cmp.p_equivalence, f"TOST ±{cmp.margin:g}" + (f" {cmp.correction}" if cmp.correction else "") + " p"
     if not math.isnan(p):
-        name = f"{cmp.correction} p" if cmp.p_adjusted is not None else "p"
         text += f" · {name}<0.001" if p < 0.001 else f" · {name}={p:.3g}"
     return text
 

@@ -12,6 +12,11 @@ Flags (the names every table, the summary and ``results.csv`` use):
 - ``"1 seed"``: one seed only, so no interval covers training noise.
 - ``"steps skipped"``: the trainer skipped steps whose loss was not finite (``result["skipped_steps"]``
   and the run folder's ``skipped_steps.csv``).
+- ``"masks failed"``: in a tuned study, what "collapsed" becomes for a configuration whose masks failed
+  at its chosen value but trained at some other value tried: "collapsed" is said only of a loss that
+  collapsed at every value tried (``StudyResults.flags_of``).
+- ``"best value at the edge of the grid"``: a tuned key's chosen value is the smallest or largest
+  tried, so the best may lie outside the grid.
 
 The plateau, measured: take the total training loss that ``metrics.csv`` logged over the last
 ``PLATEAU_FRACTION`` (20 %) of the run's iterations (after iteration 0.8 x the last one), fit a
@@ -38,9 +43,11 @@ __all__ = [
     "COLLAPSED",
     "COLLAPSE_BOX_AP",
     "COLLAPSE_MASK_AP",
+    "EDGE_OF_GRID",
     "EMPTY_MASKS",
     "FILLED_BOXES",
     "LOSS_RISING",
+    "MASKS_FAILED",
     "MIN_PLATEAU_POINTS",
     "ONE_SEED",
     "PLATEAU_FRACTION",
@@ -64,6 +71,8 @@ STILL_FALLING = "still falling"
 LOSS_RISING = "loss rising"
 ONE_SEED = "1 seed"
 STEPS_SKIPPED = "steps skipped"
+MASKS_FAILED = "masks failed"
+EDGE_OF_GRID = "best value at the edge of the grid"
 
 #: The share of a run's last iterations over which its plateau is measured.
 PLATEAU_FRACTION = 0.2

@@ -28,8 +28,8 @@ import numpy as np
 from losslab.study import plots
 from losslab.study.document import Block, Figure, Grid, TableView, comparison_numbers
 from losslab.study.flags import COLLAPSE_MASK_AP
-from losslab.study.stats import BETTER, WORSE, Comparison, Interval, mean_ci
-from losslab.study.summary import join_names, main_table, table_note
+from losslab.study.stats import BETTER, EQUIVALENT, WORSE, Comparison, Interval, mean_ci
+from losslab.study.summary import join_names, main_table, table_note, tests_text
 from losslab.study.tables import ConfigResults, StudyResults, Table, build_tables, lower_is_better
 
 __all__ = [
@@ -230,11 +230,13 @@ def _method(grid: NoiseGrid, compared: Sequence[Comparison]) -> str:
         if any(c.method == "bootstrap" for c in compared)
         else ""
     )
-    n = max(c.diff.n for c in compared if c.method != "bootstrap")
+    tests = tests_text(dict(enumerate(compared)))
+    margin = next((c.margin for c in compared if c.margin is not None), None)
+    equivalent = f", equivalent within ±{margin:g} by TOST" if margin is not None else ""
     return (
-        f"Verdicts: each loss against {grid.baseline} at the same noise level, a paired t-test over {n} seeds "
-        f"(same seed, same data order) of the {grid.metric_name} difference{mixed}, {holm}; better or worse when "
-        "the corrected p < 0.05."
+        f"Verdicts: each loss against {grid.baseline} at the same noise level on the {grid.metric_name} "
+        f"difference (same seed, same data order): {tests}{mixed}, {holm}; better or worse when the corrected "
+        f"p < 0.05{equivalent}."
     )
 
 
@@ -276,7 +278,7 @@ def noise_findings(grid: NoiseGrid, tables: Mapping[str, Table]) -> list[str]:
     if grid.noisy and unranked:
         out.append(
             f"No relative {grid.metric_name} for {join_names(unranked)}: no seed with a clean {grid.metric_name} above "
-            f"{_floor(grid):g} (collapsed), and a ratio of two values near zero measures nothing."
+            f"{_floor(grid):g} (no masks learned), and a ratio of two values near zero measures nothing."
         )
     if verdicts:
         out.append(_verdict_sentence(grid, verdicts))
@@ -304,7 +306,7 @@ def _ranking_sentence(grid: NoiseGrid, means: Mapping[str, Interval], ranked: Se
 
 
 def _verdict_sentence(grid: NoiseGrid, verdicts: Mapping[tuple[str, str], Comparison]) -> str:
-    groups: dict[str, list[str]] = {BETTER: [], WORSE: []}
+    groups: dict[str, list[str]] = {BETTER: [], WORSE: [], EQUIVALENT: []}
     for (loss, level), cmp in verdicts.items():
         if cmp.verdict in groups:
             groups[cmp.verdict].append(f"{loss} at {level} ({comparison_numbers(cmp)})")
@@ -314,6 +316,8 @@ def _verdict_sentence(grid: NoiseGrid, verdicts: Mapping[tuple[str, str], Compar
         text = f"No loss beat {grid.baseline} at any noise level ({len(verdicts)} comparisons)"
     if groups[WORSE]:
         text += ". Worse: " + "; ".join(groups[WORSE])
+    if groups[EQUIVALENT]:
+        text += ". Equivalent within the margin: " + "; ".join(groups[EQUIVALENT])
     return text + "."
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "plot_curves",
     "plot_noise_robustness",
     "plot_pr_curves",
+    "plot_tuning",
     "smooth",
     "smoothing_window",
     "to_palette_png",
@@ -129,6 +130,35 @@ def plot_ap_vs_iou(series: Mapping[str, Mapping[str, Sequence[float | None]]], p
         ax.set_ylim(-1, min(100.0, max(5.0, 1.1 * top)))  # the informative range, not 0-100
         ax.grid(alpha=0.3)
     _legend_below(fig, axes[0], n)
+    return _save(fig, path)
+
+
+def plot_tuning(
+    series: Mapping[str, Sequence[tuple[float, float | None, bool]]], path: Path, key: str, metric: str
+) -> Path | None:
+    """The tuning metric against a tuned value, one line per configuration (``{config: [(value, score,
+    chosen)]}``); the chosen value is ringed, a point without a score (a failed run) is left out; a log
+    x-axis when every value is positive."""
+    series = {k: v for k, v in series.items() if any(s is not None for _, s, _ in v)}
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    colors = _colors(plt, list(series))
+    for label, points in series.items():
+        x = [v for v, _, _ in points]
+        y = [np.nan if s is None else s for _, s, _ in points]
+        ax.plot(x, y, marker="o", markersize=4, label=label, color=colors[label])
+        for v, s, chosen in points:
+            if chosen and s is not None:
+                ax.plot([v], [s], marker="o", markersize=11, fillstyle="none", color=colors[label])
+    if all(v > 0 for points in series.values() for v, _, _ in points):
+        ax.set_xscale("log")
+    ax.set_xlabel(key)
+    ax.set_ylabel(f"{metric} on the tuning split")
+    ax.set_title(f"Tuning: {metric} against {key} (ringed: chosen)")
+    ax.grid(alpha=0.3)
+    _legend_below(fig, [ax], len(series))
     return _save(fig, path)
 
 

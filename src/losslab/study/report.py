@@ -9,7 +9,8 @@ column in bold; then every run, how to reproduce the study, and the figures with
 whose grid has a ``label_noise`` axis gets a section of its own after the tables
 (``losslab.study.noise_report``, ``plots/noise_robustness.png``).
 
-``results.csv`` keeps its first columns (``CSV_COLUMNS[:21]``, DESIGN.md's contract) and appends the
+``results.csv`` keeps its first columns (``CSV_COLUMNS[:23]``, DESIGN.md's contract: a tuned study's
+``stage``, ``tune`` or ``verdict``, and the ``lr`` each run trained with follow the seed) and appends the
 run's health (``losslab.study.flags``): ``iterations``, ``skipped_steps``, ``loss_slope`` (the total
 loss's least-squares slope over the last 20 % of iterations, relative to its mean there, per 1000
 iterations), its 95 % interval ``loss_slope_low`` / ``loss_slope_high``, ``loss_fall`` (the fitted
@@ -35,13 +36,14 @@ from losslab.study.reproduce import config_grid, environment, grid_axes, runs_gr
 from losslab.study.store import StudyStore
 from losslab.study.summary import config_lines, main_table, summary_items, table_note
 from losslab.study.tables import StudyResults, Table, build_tables, collect
+from losslab.study.tuning_report import tuning_blocks, write_verdicts_csv
 
 __all__ = ["CSV_COLUMNS", "format_cell", "make_plots", "print_tables", "write_report", "write_results_csv"]
 
 _AP = list(AP_KEYS)
-#: The columns of ``results.csv``, in order (new columns are appended, never inserted).
-CSV_COLUMNS = ["run_id", "config", "loss", "seed", "batch_size", "fps", "AP", *_AP, "box_AP", "boundary_AP",
-               "train_seconds", "status", "iterations", "skipped_steps", "loss_slope", "loss_slope_low",
+#: The columns of ``results.csv``, in order (DESIGN.md's first; new columns are appended).
+CSV_COLUMNS = ["run_id", "config", "loss", "seed", "stage", "lr", "batch_size", "fps", "AP", *_AP, "box_AP",
+               "boundary_AP", "train_seconds", "status", "iterations", "skipped_steps", "loss_slope", "loss_slope_low",
                "loss_slope_high", "loss_fall", "converged", "flags", "wall_seconds", "precision", "mask_fill",
                "gt_fill"]  # fmt: skip
 _CSV_METRICS = {"fps": "fps", "AP": "segm.AP", **{a: f"segm.{a}" for a in _AP}, "box_AP": "bbox.AP",
@@ -53,9 +55,16 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _lr(config: dict[str, Any]) -> str:
+    """The learning rate a run trained with: its config's, else the trainer's default."""
+    from losslab.engine.config import TrainConfig
+
+    value = config.get("lr", TrainConfig.lr)
+    return f"{float(value):g}"
+
+
 def write_results_csv(results: StudyResults, path: Path) -> Path:
     """One row per run: ``CSV_COLUMNS``; metrics of runs that are not done stay empty."""
-    label_of = {r.run_id: r.label for r in results.spec.unique_runs()}
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
@@ -65,9 +74,11 @@ def write_results_csv(results: StudyResults, path: Path) -> Path:
             plateau = health.plateau if health else None
             row: dict[str, Any] = {
                 "run_id": run["run_id"],
-                "config": label_of.get(run["run_id"], run["label"]),
+                "config": run["label"],
                 "loss": run["config"].get("mask_loss", ""),
                 "seed": run["seed"],
+                "stage": run.get("stage") or "verdict",
+                "lr": _lr(run["config"]),
                 "batch_size": run["config"].get("batch_size", ""),
                 "status": run["status"],
                 "skipped_steps": health.skipped_steps if health else "",
@@ -111,9 +122,15 @@ def _method_notes(results: StudyResults) -> list[str]:
         f"Collapsed: mean mask AP over seeds below {COLLAPSE_MASK_AP:g} while box AP is at least "
         f"{COLLAPSE_BOX_AP:g}. Steps skipped: steps the trainer skipped for a non-finite loss "
         "(result.json's skipped_steps, the run folder's skipped_steps.csv).",
-        "Verdicts: with 2 seeds or more, a paired t-test over seeds against the baseline; with 1 seed, a "
-        "bootstrap over the validation images (it covers image sampling, not training noise). In both, the "
-        "p-values of one column are Holm-corrected across the configurations compared with the baseline.",
+        "Verdicts: with 2 seeds or more, a pooled t-test over the config × seed layout: every configuration "
+        "trains on the same seeds, so the seeds are blocks and the residual variance of the two-way fit "
+        "(configuration + seed) is pooled over the configurations that take part; a collapsed configuration, "
+        "one that misses some seeds, or a layout whose configurations' variances differ (Bartlett p < 0.01) "
+        "gets the paired t-test over its own seeds instead. With 1 seed, a bootstrap over the validation images "
+        "(it covers image sampling, not training noise). The p-values of one column are Holm-corrected across the "
+        "configurations compared with the baseline. Better / worse: the corrected p < 0.05; equivalent: within "
+        f"±{results.spec.margin:g} by two one-sided tests (TOST, Holm-corrected); undecided: neither. The smallest "
+        "detectable difference is the true difference the test finds with power 0.8 at level 0.05 / m.",
     ]
     return notes
 
@@ -143,13 +160,16 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
         results = collect(store)
         tables = build_tables(results)
         files: dict[str, Path] = {"results.csv": write_results_csv(results, out_dir / "results.csv")}
+        files["verdicts.csv"] = write_verdicts_csv(results, tables, out_dir / "verdicts.csv")
         figures = make_plots(results, out_dir / "plots")
+        tuning, tuning_figures = tuning_blocks(results, out_dir / "plots")
         spec = results.spec
         main = main_table(tables)
         blocks = [Block("h1", f"Study {spec.name}")]
         blocks += [Block("p", spec.description)] if spec.description else []
         blocks += [Block("h2", "Summary", anchor="summary"), Block("summary", summary_items(results, tables))]
         blocks += [Block("list", config_lines(results, main))] if main else []
+        blocks += tuning
         blocks += _result_blocks(results, tables)
         noise, noise_figures = noise_blocks(results, tables, out_dir / "plots")  # a label_noise axis only
         blocks += noise
@@ -170,7 +190,7 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
         (out_dir / "report.html").write_text(render_html(blocks, f"Study {spec.name}"))
         (out_dir / "table.tex").write_text("\n".join(tex_table(t) for t in tables) or "% no results yet\n")
         files.update({n: out_dir / n for n in ("report.md", "report.html", "table.tex")})
-        files.update({f"plots/{f.path.name}": f.path for f in [*figures.values(), *noise_figures]})
+        files.update({f"plots/{f.path.name}": f.path for f in [*figures.values(), *noise_figures, *tuning_figures]})
         return files
 
 

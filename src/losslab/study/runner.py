@@ -30,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from losslab.engine.config import DATA_FILE_KEYS, resolve_run_config, synthetic_args
 from losslab.study.arch_fps import ARCH_FPS_IMAGES, measure_architectures
 from losslab.study.executors import InlineExecutor, ProcessExecutor, RunFn, last_step, write_returned_files
+from losslab.study.selection import chosen_values, study_choices
 from losslab.study.spec import RunSpec, StudySpec, canonical_json, validate_keys
 from losslab.study.store import StudyStore
 
@@ -37,6 +38,7 @@ __all__ = [
     "DATA_KEY",
     "ITERATION_KEYS",
     "default_run_fn",
+    "planned_runs",
     "pregenerate_synthetic",
     "resolve_data",
     "run_dir_of",
@@ -48,6 +50,8 @@ __all__ = [
 DATA_KEY = "data"
 #: Config keys that may hold a run's length in steps (for progress and ETA).
 ITERATION_KEYS = ("iterations", "max_iter", "max_iterations", "steps")
+#: The stages of a study, in the order they run (``losslab.study.tuning``).
+STAGES = ("tune", "verdict")
 
 
 def default_run_fn() -> RunFn:
@@ -264,8 +268,7 @@ def run_study(
         raise ValueError(f"--workers must be at least 1, got {workers}")
     if run_fn is None:  # every value checked, with its key, before anything is written
         validate_keys(study)
-    runs = study.unique_runs()
-    _warn_oversubscribed(runs, workers if executor == "local" else 1, console)
+    _warn_oversubscribed(study.tune_runs() + study.runs(), workers if executor == "local" else 1, console)
     with study_lock(out_dir):
         store = StudyStore(out_dir / "study.db")
         try:
@@ -274,38 +277,53 @@ def run_study(
                 raise ValueError(
                     f"{out_dir} holds study {held['name']!r}, not {study.name!r}: give this study its own --out folder"
                 )
-            store.save_study(study.name, study.to_dict(), runs)
+            store.save_study(study.name, study.to_dict(), planned_runs(study, store))
             (out_dir / "study.yaml").write_text(study.to_yaml())
             store.reset_interrupted()
-            status = {r["run_id"]: r["status"] for r in store.runs()}
             wanted = ("pending", "failed") if retry_failed else ("pending",)
-            todo = [r for r in runs if status[r.run_id] in wanted]
-            skipped = len(runs) - len(todo)
-            summary = {"total": len(runs), "skipped": skipped, "done": 0, "failed": 0}
-            if not todo:
-                if run_fn is None:  # a study stopped between its last run and the FPS measurement
-                    measure_architectures(store, fps_images, console.print, only_missing=True)
-                return summary
-            for run in todo:  # a missing dataset folder fails now, not after the first run
+            status = {r["run_id"]: r["status"] for r in store.runs()}
+            skipped = sum(1 for r in planned_runs(study, store) if status[r.run_id] not in wanted)
+            summary = {"total": study.run_count(), "skipped": skipped, "done": 0, "failed": 0}
+            for run in planned_runs(study, store):  # a missing dataset folder fails now, not after the first run
                 resolve_data(run.config)
             real_runs = run_fn is None
-            if real_runs:
-                run_fn = default_run_fn()
-                if workers > 1 or executor == "ray":
-                    pregenerate_synthetic(todo)
-            ex = _make_executor(executor, run_fn, workers, address, progress)
+            run_fn = default_run_fn() if real_runs else run_fn
+            ex = None
             try:
-                _drive(store, ex, todo, out_dir, summary, console, progress)
+                with _StudyProgress(
+                    console, summary["total"], skipped, executor == "ray" or workers > 1, progress
+                ) as bar:
+                    for stage in STAGES:
+                        runs = planned_runs(study, store)  # a tuned study's verdict runs exist once tuning is done
+                        store.save_study(study.name, study.to_dict(), runs)
+                        status = {r["run_id"]: r["status"] for r in store.runs()}
+                        todo = [r for r in runs if r.stage == stage and status[r.run_id] in wanted]
+                        if not todo:
+                            continue
+                        if real_runs and (workers > 1 or executor == "ray"):
+                            pregenerate_synthetic(todo)
+                        ex = ex or _make_executor(executor, run_fn, workers, address, progress)
+                        _drive(store, ex, todo, out_dir, summary, console, bar)
             except BaseException:
-                ex.close(abort=True)  # Ctrl-C or a crash: do not wait for runs in flight
+                if ex is not None:
+                    ex.close(abort=True)  # Ctrl-C or a crash: do not wait for runs in flight
                 raise
-            ex.close()
-            if real_runs and summary["done"]:  # now that no worker trains beside it
-                console.print(f"measuring FPS once per architecture ({fps_images} images each) ...")
-                measure_architectures(store, fps_images, console.print)
+            if ex is not None:
+                ex.close()
+            if real_runs and (summary["done"] or ex is None):  # now that no worker trains beside it
+                if summary["done"]:
+                    console.print(f"measuring FPS once per architecture ({fps_images} images each) ...")
+                # A study stopped between its last run and the FPS measurement measures what is missing.
+                measure_architectures(store, fps_images, console.print, only_missing=not summary["done"])
             return summary
         finally:
             store.close()
+
+
+def planned_runs(study: StudySpec, store: StudyStore) -> list[RunSpec]:
+    """Every run the study can name now: its tuning runs, then the verdict runs of each configuration
+    whose tuning has finished (all of them without a tuning stage)."""
+    return study.unique_runs(chosen_values(study_choices(study, store)))
 
 
 def _drive(
@@ -315,34 +333,33 @@ def _drive(
     out_dir: Path,
     summary: dict[str, int],
     console: Console,
-    progress: bool,
+    bar: _StudyProgress,
 ) -> None:
     by_id = {r.run_id: r for r in todo}
     queue = list(todo)
     in_flight = 0
-    with _StudyProgress(console, summary["total"], summary["skipped"], ex.live, progress) as bar:
-        while queue or in_flight:
-            while queue and in_flight < ex.capacity:
-                run = queue.pop(0)
-                run_dir = run_dir_of(out_dir, run.run_id)
-                store.mark_running(run.run_id, run_dir)
-                bar.started_run(run, run_dir)
-                ex.submit(run.run_id, resolve_data(run.config), run_dir)
-                in_flight += 1
-            for run_id, outcome in ex.wait(timeout=1.0):
-                in_flight -= 1
-                run_dir = run_dir_of(out_dir, run_id)
-                if outcome.get("files"):
-                    write_returned_files(outcome["files"], run_dir)
-                wall = outcome.get("wall_seconds")
-                if outcome["status"] == "done":
-                    store.mark_done(run_id, outcome["result"], outcome.get("losses", ()), wall)
-                    summary["done"] += 1
-                else:
-                    store.mark_failed(run_id, outcome.get("error") or "unknown error", wall)
-                    summary["failed"] += 1
-                    last = (outcome.get("error") or "").strip().splitlines()[-1:] or ["?"]
-                    what = escape(f"{by_id[run_id].label} · seed {by_id[run_id].seed}")
-                    console.print(f"[red]run {what} failed:[/] {escape(last[0])}", soft_wrap=True)
-                bar.finished_run(run_id, wall)
-            bar.poll()
+    while queue or in_flight:
+        while queue and in_flight < ex.capacity:
+            run = queue.pop(0)
+            run_dir = run_dir_of(out_dir, run.run_id)
+            store.mark_running(run.run_id, run_dir)
+            bar.started_run(run, run_dir)
+            ex.submit(run.run_id, resolve_data(run.config), run_dir)
+            in_flight += 1
+        for run_id, outcome in ex.wait(timeout=1.0):
+            in_flight -= 1
+            run_dir = run_dir_of(out_dir, run_id)
+            if outcome.get("files"):
+                write_returned_files(outcome["files"], run_dir)
+            wall = outcome.get("wall_seconds")
+            if outcome["status"] == "done":
+                store.mark_done(run_id, outcome["result"], outcome.get("losses", ()), wall)
+                summary["done"] += 1
+            else:
+                store.mark_failed(run_id, outcome.get("error") or "unknown error", wall)
+                summary["failed"] += 1
+                last = (outcome.get("error") or "").strip().splitlines()[-1:] or ["?"]
+                what = escape(f"{by_id[run_id].label} · seed {by_id[run_id].seed}")
+                console.print(f"[red]run {what} failed:[/] {escape(last[0])}", soft_wrap=True)
+            bar.finished_run(run_id, wall)
+        bar.poll()

@@ -14,11 +14,16 @@ A spec (YAML or the same dict in Python)::
         RMSE + BCE: {depth_loss: 2*rmse, mask_loss: bce}
     seeds: 3                                        # or an explicit list [0, 1, 2]
     baseline: BCE                                   # a value label of one axis (BCE by default)
+    tune: {grid: {lr: [5.0e-4, 1.0e-3, 2.0e-3]}, seeds: 1}   # optional: a tuning stage (study.tuning)
+    margin: 2.0                                     # verdicts' equivalence margin (study.verdicts)
 
 Every run is the flat dict ``{"model": ..., "data": ..., **config, **axis values, "seed": s}`` (the
 trainer's keys plus the model's; a synthetic dataset becomes ``data: synthetic`` and ``synth_train``,
 ``synth_val``, ``synth_size``, ``synth_seed``); its ``run_id`` is a stable hash of that dict (canonical
-JSON), so the same run has the same id in every study folder. Loss specs (keys ending in ``_loss``)
+JSON), so the same run has the same id in every study folder. A study with a ``tune`` section
+(``losslab.study.tuning``) has *tune* runs (``tune_runs()``: every configuration at every grid point,
+on the tuning split, with the tuning seeds) and *verdict* runs (``runs(chosen)``: every configuration at
+its chosen values, over ``seeds``). Loss specs (keys ending in ``_loss``)
 are checked with ``create_loss`` when the spec is loaded, so a typo fails before hours of training;
 every other value is checked by ``validate_keys`` (the trainer's and the model's own checks, with
 the key and the value) before anything is written.
@@ -53,6 +58,8 @@ import yaml
 
 from losslab.config import read_yaml, suggest
 from losslab.engine.config import SYNTH_KEYS, resolve_run_config
+from losslab.study.tuning import TUNE_RUN_CONFIG, TuneSpec, parse_tune
+from losslab.study.verdicts import DEFAULT_MARGIN
 
 __all__ = [
     "LOSS_CONTRACTS",
@@ -67,7 +74,9 @@ __all__ = [
 ]
 
 #: Top-level keys of a study spec.
-STUDY_KEYS = ("name", "description", "dataset", "model", "config", "grid", "seeds", "baseline", "notes")
+STUDY_KEYS = (
+    "name", "description", "dataset", "model", "config", "grid", "seeds", "baseline", "tune", "margin", "notes",
+)  # fmt: skip
 #: Keys of ``dataset``.
 DATASET_KEYS = ("synthetic", "path")
 #: Which loss contract a ``*_loss`` key is checked against (others default to ``mask``).
@@ -123,6 +132,8 @@ class RunSpec:
         seed: the training seed (also in ``config``).
         config: the flat, resolved config: trainer keys plus model keys, without the data path.
         axes: axis name -> value label, for pairing a configuration with its baseline.
+        stage: ``"verdict"`` (its numbers enter the verdict tables) or ``"tune"`` (a tuning run).
+        tuned: the tuned keys' values this run trains with (empty in a study without tuning).
     """
 
     run_id: str
@@ -130,6 +141,8 @@ class RunSpec:
     seed: int
     config: dict[str, Any]
     axes: dict[str, str]
+    stage: str = "verdict"
+    tuned: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,6 +159,8 @@ class StudySpec:
     baseline: str
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    tune: TuneSpec | None = None
+    margin: float = DEFAULT_MARGIN
 
     def configurations(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
         """Every grid point as ``(label, axes, overrides)``, in grid order."""
@@ -161,14 +176,41 @@ class StudySpec:
             out.append((" / ".join(shown) or self.name, names, overrides))
         return out
 
-    def runs(self) -> list[RunSpec]:
-        """All runs, seed by seed (every configuration's first seed comes first)."""
+    def _run(self, label: str, axes: dict[str, str], cfg: dict[str, Any], stage: str, tuned: dict) -> RunSpec:
+        cfg = _normalize({k: v for k, v in cfg.items() if v is not None or k != "model"})
+        return RunSpec(config_hash(cfg), label, int(cfg["seed"]), cfg, axes, stage, dict(tuned))
+
+    def runs(self, chosen: Mapping[str, Mapping[str, Any]] | None = None) -> list[RunSpec]:
+        """The verdict runs, seed by seed (every configuration's first seed comes first).
+
+        Args:
+            chosen: a tuned study's chosen values per configuration label (``tuning.choose``); a
+                configuration without a choice yet has no verdict runs. Ignored without tuning.
+        """
         out = []
         for seed in self.seeds:
             for label, axes, overrides in self.configurations():
-                cfg = {"model": self.model, **dataset_keys(self.dataset), **self.config, **overrides, "seed": seed}
-                cfg = _normalize({k: v for k, v in cfg.items() if v is not None or k != "model"})
-                out.append(RunSpec(config_hash(cfg), label, seed, cfg, axes))
+                tuned: dict[str, Any] = {}
+                if self.tune is not None:
+                    if chosen is None or chosen.get(label) is None:
+                        continue
+                    tuned = dict(chosen[label])
+                cfg = {"model": self.model, **dataset_keys(self.dataset), **self.config, **overrides, **tuned}
+                out.append(self._run(label, axes, {**cfg, "seed": seed}, "verdict", tuned))
+        return out
+
+    def tune_runs(self) -> list[RunSpec]:
+        """The tuning runs (none without a ``tune`` section): seed by seed, configuration by
+        configuration, grid point by grid point, on the tuning split."""
+        if self.tune is None:
+            return []
+        out = []
+        data = dataset_keys(self.tune.dataset)
+        for seed in self.tune.seeds:
+            for label, axes, overrides in self.configurations():
+                for point in self.tune.points():
+                    cfg = {"model": self.model, **data, **self.config, **overrides, **point, **TUNE_RUN_CONFIG}
+                    out.append(self._run(label, axes, {**cfg, "seed": seed}, "tune", point))
         return out
 
     def aliases(self) -> dict[str, str]:
@@ -178,23 +220,30 @@ class StudySpec:
         """
         first: dict[str, str] = {}
         out: dict[str, str] = {}
-        for run in self.runs():
-            key = canonical_json({k: v for k, v in run.config.items() if k != "seed"})
+        for label, _, overrides in self.configurations():
+            key = canonical_json({"model": self.model, **self.config, **overrides})
             if key not in first:
-                first[key] = run.label
-            elif first[key] != run.label:
-                out[run.label] = first[key]
+                first[key] = label
+            elif first[key] != label:
+                out[label] = first[key]
         return out
 
-    def unique_runs(self) -> list[RunSpec]:
-        """``runs()`` without the runs of aliased configurations (each run id once)."""
+    def unique_runs(self, chosen: Mapping[str, Mapping[str, Any]] | None = None) -> list[RunSpec]:
+        """``tune_runs() + runs(chosen)`` without the runs of aliased configurations (each run id once)."""
         seen: set[str] = set()
         out = []
-        for run in self.runs():
+        for run in self.tune_runs() + self.runs(chosen):
             if run.run_id not in seen:
                 seen.add(run.run_id)
                 out.append(run)
         return out
+
+    def run_count(self) -> int:
+        """How many runs the study makes: its tuning runs and a verdict run per seed of each
+        configuration that is not an alias of another."""
+        aliased = self.aliases()
+        verdict = sum(1 for label in self.labels() if label not in aliased) * len(self.seeds)
+        return len({r.run_id for r in self.tune_runs()}) + verdict
 
     def labels(self) -> list[str]:
         """Configuration labels in grid order."""
@@ -230,6 +279,8 @@ class StudySpec:
             "grid": copy.deepcopy(self.grid),
             "seeds": list(self.seeds),
             "baseline": self.baseline,
+            **({"tune": self.tune.to_dict()} if self.tune is not None else {}),
+            "margin": self.margin,
             "notes": list(self.notes),
         }
 
@@ -370,11 +421,28 @@ def parse_study(data: Mapping[str, Any], where: str = "study", seeds: int | None
     for axis, values in grid.items():
         for value in values.values():
             items.extend(value.items() if axis == VARIANTS else [(axis, value)])
+    study.tune = parse_tune(data.get("tune"), where, dataset, seed_list, list(grid))
+    study.margin = _margin(data.get("margin", DEFAULT_MARGIN), where)
+    if study.tune is not None:
+        _check_size(grid, len(seed_list) + len(study.tune.points()) * len(study.tune.seeds), where)
+    if study.tune is not None:
+        items.extend((k, v) for k, values in study.tune.grid.items() for v in values)
     study.warnings = _check_losses(items, where)
     from losslab.data.noise_spec import check_label_noise  # a typo in a noise level fails here, too
 
     check_label_noise(items, where)
     return study
+
+
+def _margin(value: Any, where: str) -> float:
+    """The equivalence margin: a positive finite number (metric points)."""
+    try:
+        margin = float(value)
+    except (TypeError, ValueError):
+        margin = math.nan
+    if isinstance(value, bool) or not math.isfinite(margin) or margin <= 0:
+        raise ValueError(f"{where}: margin must be a positive number of metric points (e.g. 2.0), got {value!r}")
+    return margin
 
 
 def _check_size(grid: Mapping[str, Mapping[str, Any]], n_seeds: int, where: str) -> None:
@@ -428,7 +496,8 @@ def validate_keys(study: StudySpec) -> None:
             (with the closest names), or a value a check refuses; naming the configuration.
     """
     checked: set[str] = set()
-    for run in study.runs():
+    first = {label: study.tune.points()[0] for label in study.labels()} if study.tune is not None else None
+    for run in study.tune_runs() + study.runs(first):
         key = canonical_json({k: v for k, v in run.config.items() if k != "seed"})
         if key in checked:
             continue
@@ -436,4 +505,4 @@ def validate_keys(study: StudySpec) -> None:
         try:
             resolve_run_config(run.config)
         except ValueError as exc:
-            raise ValueError(f"study {study.name!r}, configuration {run.label!r}: {exc}") from None
+            raise ValueError(f"study {study.name!r}, configuration {run.label!r} ({run.stage} run): {exc}") from None

@@ -12,7 +12,9 @@ Pure functions on plain numbers:
 
 A single comparison's verdict is ``"better"`` or ``"worse"`` only when the interval of the difference
 excludes zero (equivalently, the two-sided test rejects at 1 - confidence); after ``adjust_holm`` the
-verdict follows the Holm-adjusted p instead. Otherwise it is ``"no evidence either way"``.
+verdict follows the Holm-adjusted p instead. Otherwise it is ``"undecided"``. A study's tables use
+``losslab.study.verdicts.compare_family``, which pools the variance over the config x seed layout and
+adds ``"equivalent"`` (within a stated margin, by TOST).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from scipy import stats as sst
 
 __all__ = [
     "BETTER",
-    "NO_EVIDENCE",
+    "EQUIVALENT",
+    "UNDECIDED",
+    "VERDICTS",
     "WORSE",
     "Comparison",
     "Interval",
@@ -42,7 +46,10 @@ __all__ = [
 
 BETTER = "better"
 WORSE = "worse"
-NO_EVIDENCE = "no evidence either way"
+EQUIVALENT = "equivalent"
+UNDECIDED = "undecided"
+#: Every verdict, in the order a summary lists them.
+VERDICTS = (BETTER, WORSE, EQUIVALENT, UNDECIDED)
 
 Values = Sequence[float] | Mapping[object, float]
 K = TypeVar("K", bound=Hashable)
@@ -71,11 +78,16 @@ class Comparison:
         diff: the mean difference (configuration - baseline) and its interval.
         p_value: two-sided p of the paired t-test (or of the bootstrap); NaN with fewer than 2 pairs.
         wilcoxon_p: two-sided p of the Wilcoxon signed-rank test (None below 6 pairs).
-        verdict: ``"better"``, ``"worse"`` or ``"no evidence either way"``, in the metric's sense
+        verdict: ``"better"``, ``"worse"``, ``"equivalent"`` or ``"undecided"``, in the metric's sense
             (from ``p_adjusted`` when a correction was applied).
-        method: ``"paired t"`` or ``"bootstrap"``.
+        method: the test: ``"paired t"``, ``"pooled t (...)"`` or ``"bootstrap"``.
         p_adjusted: the p after the correction for multiple comparisons (None: uncorrected).
         correction: the correction's name (``"Holm"``), or ``""``.
+        se: the standard error of the difference (NaN when unknown).
+        df: its degrees of freedom (NaN when unknown).
+        p_equivalence: the corrected TOST p of ``|difference| < margin`` (None: not tested).
+        margin: the equivalence margin (None: not tested).
+        mde: the smallest difference the test detects with power 0.8 (None: not computed).
     """
 
     diff: Interval
@@ -85,9 +97,14 @@ class Comparison:
     method: str
     p_adjusted: float | None = None
     correction: str = ""
+    se: float = math.nan
+    df: float = math.nan
+    p_equivalence: float | None = None
+    margin: float | None = None
+    mde: float | None = None
 
     def describe(self, digits: int = 2) -> str:
-        """``"+1.20 [-0.30, 2.70], p=0.08: no evidence either way"``."""
+        """``"+1.20 [-0.30, 2.70], p=0.08: undecided"``."""
         d = self.diff
         text = f"{d.mean:+.{digits}f}"
         if not math.isnan(d.low):
@@ -96,6 +113,9 @@ class Comparison:
             text += f", p{_p_text(self.p_value)}"
         if self.p_adjusted is not None and not math.isnan(self.p_adjusted):
             text += f", {self.correction} p{_p_text(self.p_adjusted)}"
+        if self.p_equivalence is not None and self.margin is not None and not math.isnan(self.p_equivalence):
+            tag = f"{self.correction} " if self.correction else ""
+            text += f", within ±{self.margin:g}: {tag}p{_p_text(self.p_equivalence)}"
         if self.method == "bootstrap":
             text += f" (bootstrap, {self.diff.n} images)"
         elif self.wilcoxon_p is not None:
@@ -150,7 +170,7 @@ def _pairs(values: Values, baseline: Values) -> tuple[np.ndarray, np.ndarray]:
 
 def _verdict(mean: float, p: float, alpha: float, higher_is_better: bool) -> str:
     if math.isnan(p) or p >= alpha or mean == 0:
-        return NO_EVIDENCE
+        return UNDECIDED
     return BETTER if (mean > 0) == higher_is_better else WORSE
 
 

@@ -51,15 +51,26 @@ def _flags(store: StudyStore, run: dict) -> str:
     return escape(", ".join(str(f) for f in health.flags()))
 
 
+def _planned_count(info: dict) -> int:
+    """How many runs the stored study makes in all (0 when its spec cannot be read)."""
+    from losslab.study.spec import parse_study
+
+    try:
+        return parse_study(info["spec"]).run_count() if "spec" in info else 0
+    except ValueError:
+        return 0
+
+
 def _table(store: StudyStore, out_dir: str | Path, now: float) -> tuple[Table, str]:
     info = store.study() or {"name": "?"}
     runs = store.runs()
     walls = [r["wall_seconds"] for r in runs if r["status"] == "done" and r["wall_seconds"]]
     mean_wall = sum(walls) / len(walls) if walls else None
     table = Table(title=f"study {info['name']} ({out_dir})")
-    for col in ("run", "configuration", "seed", "state", "attempts", "progress", "time", "ETA", "flags"):
+    for col in ("run", "configuration", "stage", "seed", "state", "attempts", "progress", "time", "ETA", "flags"):
         table.add_column(col, overflow="fold")
     remaining = 0.0
+    tuned = list(((info.get("spec") or {}).get("tune") or {}).get("grid") or {})  # shown beside the label
     for run in runs:
         status = run["status"]
         progress, elapsed, eta, flags = "", None, None, ""
@@ -83,12 +94,18 @@ def _table(store: StudyStore, out_dir: str | Path, now: float) -> tuple[Table, s
             elapsed = run["wall_seconds"]
             progress = ((run["error"] or "").strip().splitlines() or [""])[-1][:60]
         style = _STYLE.get(status, "")
-        table.add_row(run["run_id"], run["label"], str(run["seed"]), f"[{style}]{status}[/]", str(run["attempts"]),
+        label = run["label"] + "".join(f" {k}={run['config'].get(k)}" for k in tuned if k in run["config"])
+        table.add_row(run["run_id"], label, run.get("stage") or "verdict", str(run["seed"]),
+                      f"[{style}]{status}[/]", str(run["attempts"]),
                       progress, format_seconds(elapsed), format_seconds(eta), f"[yellow]{flags}[/]")  # fmt: skip
     counts: dict[str, int] = {}
     for run in runs:
         counts[run["status"]] = counts.get(run["status"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    planned = _planned_count(info)
+    if planned > len(runs):  # a tuned study's verdict runs are named once its tuning is done
+        summary += f"; {planned - len(runs)} verdict runs follow the tuning"
+        remaining += (mean_wall or 0.0) * (planned - len(runs))
     # The runs left are shared by the runs in flight (--workers): each worker takes the next one.
     parallel = max(1, counts.get("running", 0))
     eta_text = f"; study ETA {format_seconds(remaining / parallel)}" if mean_wall and remaining else ""

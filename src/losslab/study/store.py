@@ -3,9 +3,9 @@
 Tables:
 
 - ``study``: one row, the name and the spec (JSON) of the latest ``study run``.
-- ``runs``: one row per run: id, configuration label, seed, resolved config (JSON) and its hash,
-  status (``pending`` / ``running`` / ``done`` / ``failed``), the error (a traceback), attempts,
-  start and end times, wall seconds, its folder.
+- ``runs``: one row per run: id, configuration label, seed, stage (``tune`` / ``verdict``,
+  ``losslab.study.tuning``), resolved config (JSON) and its hash, status (``pending`` / ``running`` /
+  ``done`` / ``failed``), the error (a traceback), attempts, start and end times, wall seconds, its folder.
 - ``losses``: the logged loss terms of each run, one row per (run, step, term), from ``metrics.csv``.
 - ``results``: every scalar metric of each run, one row per (run, metric), e.g. ``segm.AP50``.
 - ``run_results``: the full result dict of each run (JSON: per-image scores, PR curves).
@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL,
     finished REAL,
     wall_seconds REAL,
-    run_dir TEXT
+    run_dir TEXT,
+    stage TEXT NOT NULL DEFAULT 'verdict'
 );
 CREATE TABLE IF NOT EXISTS losses (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -131,6 +132,9 @@ class StudyStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     cur.execute(statement)
+            columns = {row[1] for row in cur.execute("PRAGMA table_info(runs)")}
+            if "stage" not in columns:  # a study stored before the tuning stage existed
+                cur.execute("ALTER TABLE runs ADD COLUMN stage TEXT NOT NULL DEFAULT 'verdict'")
 
     def __enter__(self) -> StudyStore:
         return self
@@ -168,10 +172,10 @@ class StudyStore:
             for ordinal, run in enumerate(runs):
                 text = canonical_json(run.config)
                 cur.execute(
-                    "INSERT INTO runs (run_id, ordinal, label, seed, config_json, config_hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET ordinal = excluded.ordinal, "
-                    "label = excluded.label",
-                    (run.run_id, ordinal, run.label, run.seed, text, run.run_id),
+                    "INSERT INTO runs (run_id, ordinal, label, seed, config_json, config_hash, stage) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET ordinal = excluded.ordinal, "
+                    "label = excluded.label, stage = excluded.stage",
+                    (run.run_id, ordinal, run.label, run.seed, text, run.run_id, run.stage),
                 )
 
     def study(self) -> dict[str, Any] | None:

@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from losslab.study.document import comparison_numbers, flags_text
 from losslab.study.flags import (
     COLLAPSE_BOX_AP,
     COLLAPSE_MASK_AP,
     COLLAPSED,
+    MASKS_FAILED,
     MIN_PLATEAU_POINTS,
     ONE_SEED,
     PLATEAU_FRACTION,
     STEPS_SKIPPED,
     STILL_FALLING,
 )
-from losslab.study.stats import BETTER, NO_EVIDENCE, WORSE
+from losslab.study.stats import BETTER, EQUIVALENT, UNDECIDED, WORSE, Comparison
 from losslab.study.status import format_seconds
 from losslab.study.tables import StudyResults, Table
 
@@ -32,6 +33,7 @@ __all__ = [
     "method_of",
     "summary_items",
     "table_note",
+    "tests_text",
 ]
 
 _COLUMN_MEANING = {
@@ -58,8 +60,27 @@ def _metric_name(table: Table) -> str:
     )
 
 
+def tests_text(comparisons: Mapping[str, Comparison | None]) -> str:
+    """Which test gave the verdicts over seeds: ``"pooled t-test over the config × seed layout (3 seeds,
+    df=16); paired t-test for Dice (not pooled: ...)"``; ``""`` when none was over seeds."""
+    over_seeds = {k: c for k, c in comparisons.items() if c is not None and c.method != "bootstrap"}
+    if not over_seeds:
+        return ""
+    n = max(c.diff.n for c in over_seeds.values())
+    pooled = [c for c in over_seeds.values() if c.method.startswith("pooled")]
+    paired = [label for label, c in over_seeds.items() if c.method.startswith("paired")]
+    parts = []
+    if pooled:
+        parts.append(f"pooled t-test over the config × seed layout ({n} seeds, df={pooled[0].df:g})")
+    if paired:
+        who = f" for {join_names(paired)}" if pooled else f" over {n} seeds"
+        parts.append(f"paired t-test{who} (not pooled: collapsed, other seeds or unequal variances)")
+    return "; ".join(parts)
+
+
 def method_of(table: Table, baseline: str) -> str:
-    """``"paired t-test over 3 seeds, Holm-corrected across 8 comparisons with BCE"``, or ``""``."""
+    """``"pooled t-test over the config × seed layout (3 seeds, df=16), Holm-corrected across 8
+    comparisons with BCE"``, or ``""``."""
     compared = table.compared
     if not compared:
         return ""
@@ -67,7 +88,20 @@ def method_of(table: Table, baseline: str) -> str:
     holm = f"Holm-corrected across {len(compared)} comparison{'s' if len(compared) != 1 else ''} with {baseline}"
     if all(c.method == "bootstrap" for c in compared):
         return f"1 seed: bootstrap over {n} images, which covers image sampling, not training noise; {holm}"
-    return f"paired t-test over {n} seeds (same seed, same data order), {holm}"
+    return f"{tests_text(table.comparisons)}; {holm}"
+
+
+def _margin_text(table: Table) -> str:
+    compared = [c for c in table.compared if c.mde is not None and math.isfinite(c.mde)]
+    margin = next((c.margin for c in table.compared if c.margin is not None), None)
+    if margin is None:
+        return ""
+    text = f"equivalent: within ±{margin:g} by two one-sided tests (Holm)"
+    if compared:
+        mdes = sorted(c.mde for c in compared if c.mde is not None)
+        span = f"{mdes[0]:.2f}" if mdes[-1] - mdes[0] < 0.005 else f"{mdes[0]:.2f}–{mdes[-1]:.2f}"
+        text += f"; the smallest difference this design detects with power 0.8: {span}"
+    return text
 
 
 def join_names(labels: Sequence[str], limit: int = 6) -> str:
@@ -80,9 +114,9 @@ def headline(results: StudyResults, table: Table) -> str:
     """One sentence: who beat the baseline, who was worse, who could not be told apart, and how."""
     base = results.spec.baseline
     metric = _metric_name(table)
-    groups: dict[str, list[str]] = {BETTER: [], WORSE: [], NO_EVIDENCE: []}
+    groups: dict[str, list[str]] = {BETTER: [], WORSE: [], EQUIVALENT: [], UNDECIDED: []}
     for label, cmp in table.comparisons.items():
-        if cmp is not None:
+        if cmp is not None and not results.by_label(label).alias_of:
             groups[cmp.verdict].append(label)
     if not table.compared:
         return (
@@ -95,9 +129,13 @@ def headline(results: StudyResults, table: Table) -> str:
         parts = [f"No configuration beat {base} on {metric}"]
     if groups[WORSE]:
         parts.append(f"worse: {join_names(groups[WORSE])}")
-    if groups[NO_EVIDENCE]:
-        parts.append(f"not told apart from {base}: {join_names(groups[NO_EVIDENCE])}")
-    return "; ".join(parts) + f" ({method_of(table, results.spec.baseline)})."
+    margin = next((c.margin for c in table.compared if c.margin is not None), None)
+    if groups[EQUIVALENT]:
+        parts.append(f"equivalent to {base} within ±{margin:g}: {join_names(groups[EQUIVALENT])}")
+    if groups[UNDECIDED]:
+        parts.append(f"undecided: {join_names(groups[UNDECIDED])}")
+    how = "; ".join(p for p in (method_of(table, base), _margin_text(table)) if p)
+    return "; ".join(parts) + f" ({how})."
 
 
 def config_lines(results: StudyResults, table: Table) -> list[str]:
@@ -121,11 +159,19 @@ def config_lines(results: StudyResults, table: Table) -> list[str]:
         elif cmp is None:
             verdict = f"no comparison with {cfg.baseline}"
         else:
-            verdict = f"{cmp.verdict} than {cfg.baseline}" if cmp.verdict != NO_EVIDENCE else f"{cmp.verdict}"
-            verdict += f" (Δ {comparison_numbers(cmp)})"
+            verdict = _verdict_words(cmp, cfg.baseline) + f" (Δ {comparison_numbers(cmp)})"
         flags = results.flags_of(cfg)
         out.append(f"{cfg.label}: {value}, {verdict}" + (f"; {flags_text(flags)}." if flags else "."))
     return out
+
+
+def _verdict_words(cmp: Comparison, baseline: str) -> str:
+    """``"worse than BCE"``, ``"equivalent to BCE within ±2"``, ``"undecided"``."""
+    if cmp.verdict in (BETTER, WORSE):
+        return f"{cmp.verdict} than {baseline}"
+    if cmp.verdict == EQUIVALENT:
+        return f"equivalent to {baseline} within ±{cmp.margin:g}"
+    return cmp.verdict
 
 
 def _labels_with(results: StudyResults, name: str) -> list[str]:
@@ -185,7 +231,14 @@ def warnings_of(results: StudyResults, table: Table | None = None) -> list[str]:
     if collapsed:
         out.append(
             f"Collapsed (mask AP below {COLLAPSE_MASK_AP:g} while box AP is at least {COLLAPSE_BOX_AP:g}): "
-            f"{join_names(collapsed)}: the boxes train, the masks do not{_collapse_modes(results)}."
+            f"{join_names(collapsed)}: the boxes train, the masks do not{_collapse_modes(results)}"
+            + (", at every value tried." if results.spec.tune is not None else ".")
+        )
+    failed = _labels_with(results, MASKS_FAILED)
+    if failed:
+        out.append(
+            f"Masks failed at the chosen value but trained at another value tried: {join_names(failed)} "
+            "(not a collapse of the loss: see the Tuning section)."
         )
     if _labels_with(results, ONE_SEED):
         out.append(

@@ -4,11 +4,15 @@ the verdict against the baseline beside each number, and the best value per colu
 Tables (those whose metrics some run has): mask AP as the survey's README (FPS, all, AP50 ... AP95),
 box AP, boundary AP, and the dense models' metrics (mask IoU / Dice, depth RMSE ...).
 
-Intervals: with two seeds or more, a t-interval over seeds and a paired t-test per seed against the
-baseline; with one seed, a bootstrap over the validation images when the runs stored per-image scores
-(``result["per_image"] = {name: {image_id: score}}``, e.g. ``{"segm": {...}}`` or ``{"mask_iou": {...}}``).
-Either way the p-values of one column (every configuration against its baseline) are Holm-corrected
-and the verdicts follow the corrected p.
+Intervals: with two seeds or more, a t-interval over seeds, and against the baseline the pooled test
+of ``losslab.study.verdicts`` (the config x seed layout; a paired t-test for a configuration that cannot
+be pooled); with one seed, a bootstrap over the validation images when the runs stored per-image
+scores (``result["per_image"] = {name: {image_id: score}}``, e.g. ``{"segm": {...}}``). Either way the
+p-values of one column (every configuration against its baseline) are Holm-corrected, and the verdict
+is better, worse, equivalent (within the study's ``margin``) or undecided.
+
+Only *verdict* runs enter the tables; a tuned study's *tune* runs (``losslab.study.tuning``) are in
+``ConfigResults.tuning`` and the report's tuning section.
 
 ``collect`` also measures each done run's health (``losslab.study.flags``: plateau, skipped steps,
 collapse); ``StudyResults.flags_of`` gives a configuration's flags.
@@ -20,10 +24,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from losslab.study.flags import Flag, RunHealth, config_flags, run_health
+from losslab.study.flags import COLLAPSED, EDGE_OF_GRID, MASKS_FAILED, Flag, RunHealth, config_flags, run_health
+from losslab.study.selection import chosen_values, study_choices
 from losslab.study.spec import StudySpec, parse_study
-from losslab.study.stats import Comparison, Interval, adjust_holm, compare_bootstrap, compare_paired, mean_ci
+from losslab.study.stats import Comparison, Interval, compare_bootstrap, mean_ci
 from losslab.study.store import StudyStore
+from losslab.study.tuning import TuneChoice
+from losslab.study.verdicts import compare_family
 
 __all__ = [
     "Cell",
@@ -66,6 +73,7 @@ class ConfigResults:
     per_image: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     alias_of: str | None = None
     baseline: str | None = None
+    tuning: TuneChoice | None = None
 
     def values(self, metric: str) -> dict[int, float]:
         """``{seed: value}`` of the done runs that have ``metric``."""
@@ -96,6 +104,8 @@ class Table:
     metrics: list[str]
     rows: list[tuple[str, list[Cell | None]]]
     comparisons: dict[str, Comparison | None]
+    #: every column's comparisons: ``{metric: {label: Comparison | None}}`` (``comparisons`` is the main one's)
+    families: dict[str, dict[str, Comparison | None]] = field(default_factory=dict)
 
     @property
     def compared(self) -> list[Comparison]:
@@ -121,8 +131,25 @@ class StudyResults:
         return [self.health[cfg.run_ids[s]] for s in sorted(cfg.metrics) if cfg.run_ids.get(s) in self.health]
 
     def flags_of(self, cfg: ConfigResults) -> list[Flag]:
-        """``cfg``'s flags (collapsed, still falling, 1 seed, steps skipped ...), from its done runs."""
-        return config_flags(self.run_healths(cfg))
+        """``cfg``'s flags (collapsed, still falling, 1 seed, steps skipped ...), from its done verdict
+        runs, and its tuning's: the best value at the edge of the grid. In a tuned study "collapsed"
+        is said only of a configuration that collapsed at every value tried; one that collapsed at its
+        chosen value only is flagged "masks failed"."""
+        flags = config_flags(self.run_healths(cfg))
+        tuning = cfg.tuning
+        if tuning is None:
+            return flags
+        out = []
+        for flag in flags:
+            if flag.name == COLLAPSED and not tuning.collapsed_everywhere():
+                trained = len(tuning.scores) - len(tuning.collapsed_points())
+                detail = f"{flag.detail}; not at every value tried: {trained} of {len(tuning.scores)} trained masks"
+                flag = Flag(MASKS_FAILED, detail, flag.mode)
+            out.append(flag)
+        for key in tuning.edge:
+            value = (tuning.chosen or {}).get(key)
+            out.append(Flag(EDGE_OF_GRID, f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"))
+        return out
 
 
 def collect(store: StudyStore) -> StudyResults:
@@ -138,14 +165,17 @@ def collect(store: StudyStore) -> StudyResults:
     rows = {r["run_id"]: r for r in store.runs()}
     metrics = store.all_metrics()
     aliases = spec.aliases()
+    choices = study_choices(spec, store)
+    chosen = chosen_values(choices)
     runs_of: dict[str, dict[int, str]] = {}
-    for run in spec.runs():
+    for run in spec.runs(chosen):
         runs_of.setdefault(run.label, {})[run.seed] = run.run_id
     configs = []
     for label, axes, overrides in spec.configurations():
         target = aliases.get(label, label)
         ids = runs_of.get(target, {})
-        cfg = ConfigResults(label, axes, {**spec.config, **overrides}, ids, alias_of=aliases.get(label))
+        config = {**spec.config, **overrides, **(chosen.get(target) or {})}
+        cfg = ConfigResults(label, axes, config, ids, alias_of=aliases.get(label), tuning=choices.get(target))
         for seed, run_id in ids.items():
             if rows.get(run_id, {}).get("status") == "done":
                 cfg.metrics[seed] = metrics.get(run_id, {})
@@ -155,7 +185,7 @@ def collect(store: StudyStore) -> StudyResults:
         base = spec.baseline_of(axes)
         cfg.baseline = base if base not in (label, target) and aliases.get(base or "") != target else None
         configs.append(cfg)
-    runs = [rows[r.run_id] for r in spec.unique_runs() if r.run_id in rows]
+    runs = [rows[r.run_id] for r in spec.unique_runs(chosen) if r.run_id in rows]
     health = {
         r["run_id"]: run_health(
             r["run_id"], r["seed"], store.losses(r["run_id"]), metrics.get(r["run_id"], {}), r["run_dir"]
@@ -178,19 +208,17 @@ def _per_image(cfg: ConfigResults, seed: int, metric: str) -> dict[str, float] |
 
 
 def compare(results: StudyResults, cfg: ConfigResults, metric: str) -> Comparison | None:
-    """``cfg`` against its baseline on ``metric``: paired over seeds, or a bootstrap over images."""
+    """``cfg`` against its baseline on ``metric`` with one seed: a bootstrap over the validation images
+    (None with two seeds or more, which ``compare_column`` tests over seeds, or without per-image scores)."""
     if cfg.baseline is None:
         return None
     base = results.by_label(cfg.baseline)
-    a, b = cfg.values(metric), base.values(metric)
-    common = sorted(set(a) & set(b))
-    higher = not lower_is_better(metric)
-    if len(common) >= 2:
-        return compare_paired({s: a[s] for s in common}, {s: b[s] for s in common}, higher_is_better=higher)
-    if len(common) == 1:
-        pa, pb = _per_image(cfg, common[0], metric), _per_image(base, common[0], metric)
-        if pa and pb:
-            return compare_bootstrap(pa, pb, higher_is_better=higher)
+    common = sorted(set(cfg.values(metric)) & set(base.values(metric)))
+    if len(common) != 1:
+        return None
+    pa, pb = _per_image(cfg, common[0], metric), _per_image(base, common[0], metric)
+    if pa and pb:
+        return compare_bootstrap(pa, pb, higher_is_better=not lower_is_better(metric))
     return None
 
 
@@ -212,13 +240,22 @@ def _table(results: StudyResults, title: str, key: str, columns: list[tuple[str,
             cells.append(Cell(iv.mean, iv.half_width, iv.n, cmp.verdict if cmp else None) if iv.n else None)
         rows.append((cfg.label, cells))
     mark_best([cells for _, cells in rows], metrics)
-    return Table(title, key, names, metrics, rows, family[main])
+    return Table(title, key, names, metrics, rows, family[main], family)
 
 
 def compare_column(results: StudyResults, metric: str) -> dict[str, Comparison | None]:
-    """Every configuration against its baseline on ``metric``, Holm-corrected as one family."""
-    raw = {cfg.label: compare(results, cfg, metric) for cfg in results.configs}
-    return adjust_holm(raw, higher_is_better=not lower_is_better(metric))
+    """Every configuration against its baseline on ``metric`` as one family: the pooled test over the
+    config x seed layout (collapsed configurations kept out of the pool), with one seed a bootstrap over
+    images; Holm-corrected together, with equivalence within the study's margin."""
+    higher = not lower_is_better(metric)
+    values = {c.label: c.values(metric) for c in results.configs if not c.alias_of and c.values(metric)}
+    baselines = {c.label: c.baseline for c in results.configs if not c.alias_of}
+    collapsed = [c.label for c in results.configs if any(h.collapsed for h in results.run_healths(c))]
+    family = compare_family(values, baselines, collapsed, higher, results.spec.margin)
+    single = {c.label: compare(results, c, metric) for c in results.configs if family.get(c.label) is None}
+    if any(v is not None for v in single.values()):
+        family = compare_family(values, baselines, collapsed, higher, results.spec.margin, extra=single)
+    return {c.label: None if c.baseline is None else family.get(c.alias_of or c.label) for c in results.configs}
 
 
 def mark_best(rows: list[list[Cell | None]], metrics: list[str]) -> None:
