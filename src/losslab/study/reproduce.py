@@ -77,8 +77,8 @@ def _when(seconds: float | None) -> str:
 
 def _run_values(results: StudyResults, key: str, default: Any = None) -> str:
     seen = []
-    for run in results.spec.unique_runs():
-        value = run.config.get(key, default)
+    for run in results.runs:  # tune and verdict runs, as stored
+        value = run["config"].get(key, default)
         if value not in seen:
             seen.append(value)
     return ", ".join("not set" if v is None else str(v) for v in seen)
@@ -153,8 +153,7 @@ THREAD_KEYS = ("threads", "num_threads", "torch_threads")
 
 
 def _threads(results: StudyResults) -> str:
-    runs = results.spec.unique_runs()
-    key = next((k for k in THREAD_KEYS if any(k in r.config for r in runs)), None)
+    key = next((k for k in THREAD_KEYS if any(k in r["config"] for r in results.runs)), None)
     if key is None:
         return "not in the run config: each worker process gets the machine's CPUs divided by --workers"
     return f"{_run_values(results, key)} (the run config's {key!r})"
@@ -169,6 +168,10 @@ def config_grid(results: StudyResults) -> Grid:
         rows.append([f"dataset ({kind})", args or "defaults"])
     rows += [[key, _text(value)] for key, value in spec.config.items()]
     rows += [["seeds", ", ".join(map(str, spec.seeds))], ["baseline", spec.baseline]]
+    if spec.tune is not None:
+        rows += [[f"tuned: {key}", _text(values)] for key, values in spec.tune.grid.items()]
+        rows += [["tuning seeds", _text(spec.tune.seeds)], ["tuning split", _text(spec.tune.dataset)]]
+    rows += [["equivalence margin", f"±{spec.margin:g}"]]
     return Grid(["key", "value"], rows)
 
 
@@ -186,8 +189,8 @@ def _text(value: Any) -> str:
 
 def runs_grid(results: StudyResults, out_dir: Path) -> Grid:
     """Every run: its state, times, plateau, flags, and a link to its folder."""
-    header = ["run", "configuration", "seed", "status", "train time", "wall", "iterations", "skipped steps",
-              "loss slope %/1k it [95 %]", "fall over last 20 %", "converged", "flags"]  # fmt: skip
+    header = ["run", "configuration", "stage", "lr", "seed", "status", "train time", "wall", "iterations",
+              "skipped steps", "loss slope %/1k it [95 %]", "fall over last 20 %", "converged", "flags"]  # fmt: skip
     rows: list[list[str]] = []
     links = {}
     for run in results.runs:
@@ -207,12 +210,13 @@ def runs_grid(results: StudyResults, out_dir: Path) -> Grid:
         except ValueError:
             links[(len(rows), 0)] = folder.resolve().as_uri()
         rows.append([
-            run["run_id"], run["label"], str(run["seed"]), run["status"],
+            run["run_id"], run["label"], run.get("stage") or "verdict", _text(run["config"].get("lr", "")),
+            str(run["seed"]), run["status"],
             format_seconds(metrics.get("train_seconds")), format_seconds(run["wall_seconds"]),
             _int(metrics.get("iterations")), str(health.skipped_steps) if health else "",
             slope, fall, converged, flags_text(health.flags()) if health else "",
         ])  # fmt: skip
-    return Grid(header, rows, numeric=(2, 4, 5, 6, 7, 8, 9), links=links, nowrap=True)
+    return Grid(header, rows, numeric=(3, 4, 6, 7, 8, 9, 10, 11), links=links, nowrap=True)
 
 
 def _int(value: float | None) -> str:

@@ -258,8 +258,8 @@ def warnings_of(results: StudyResults, table: Table | None = None) -> list[str]:
 
 def _values(results: StudyResults, key: str) -> str:
     seen = []
-    for run in results.spec.unique_runs():
-        value = run.config.get(key)
+    for run in results.runs:  # tune and verdict runs, as stored
+        value = run["config"].get(key)
         if value is not None and value not in seen:
             seen.append(value)
     return "/".join(str(v) for v in seen) or "?"
@@ -278,6 +278,11 @@ def budget_line(results: StudyResults) -> str:
     epochs = _values(results, "epochs")
     steps = f"{_values(results, 'max_iter')} iterations" if epochs in ("?", "0") else f"{epochs} epochs"
     seeds = f"{len(spec.seeds)} seed" + ("s" if len(spec.seeds) != 1 else "")
+    if spec.tune is not None:
+        tried = " × ".join(f"{len(v)} {k}" for k, v in spec.tune.grid.items())
+        seeds = (
+            f"tuning: {tried} × {len(spec.tune.seeds)} seed{'s' if len(spec.tune.seeds) != 1 else ''}; verdict: {seeds}"
+        )
     starts = [r["started"] for r in results.runs if r["started"]]
     ends = [r["finished"] for r in results.runs if r["finished"]]
     wall = f", {format_seconds(max(ends) - min(starts))} wall" if starts and ends else ""
@@ -286,10 +291,18 @@ def budget_line(results: StudyResults) -> str:
     return f"Budget: {model} · {data} · {steps} at batch {batch} · {seeds} · {len(results.runs)} runs{wall}."
 
 
+def _no_results(results: StudyResults) -> str:
+    tune = [r for r in results.runs if r.get("stage") == "tune"]
+    if not tune:
+        return "No results yet: no run is done."
+    done = sum(1 for r in tune if r["status"] == "done")
+    return f"No verdict run is done yet (tuning: {done} of {len(tune)} runs done); the Tuning section shows them."
+
+
 def summary_items(results: StudyResults, tables: Sequence[Table]) -> list[str]:
     """The summary box: the verdict, the warnings, the budget."""
     table = main_table(tables)
-    first = headline(results, table) if table else "No results yet: no run is done."
+    first = headline(results, table) if table else _no_results(results)
     return [
         first,
         *warnings_of(results, table),
