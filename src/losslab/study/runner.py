@@ -277,14 +277,15 @@ def run_study(
                 raise ValueError(
                     f"{out_dir} holds study {held['name']!r}, not {study.name!r}: give this study its own --out folder"
                 )
-            store.save_study(study.name, study.to_dict(), planned_runs(study, store))
+            planned = planned_runs(study, store)
+            store.save_study(study.name, study.to_dict(), planned)
             (out_dir / "study.yaml").write_text(study.to_yaml())
             store.reset_interrupted()
             wanted = ("pending", "failed") if retry_failed else ("pending",)
             status = {r["run_id"]: r["status"] for r in store.runs()}
-            skipped = sum(1 for r in planned_runs(study, store) if status[r.run_id] not in wanted)
+            skipped = sum(1 for r in planned if status[r.run_id] not in wanted)
             summary = {"total": study.run_count(), "skipped": skipped, "done": 0, "failed": 0}
-            for run in planned_runs(study, store):  # a missing dataset folder fails now, not after the first run
+            for run in planned:  # a missing dataset folder fails now, not after the first run
                 resolve_data(run.config)
             real_runs = run_fn is None
             run_fn = default_run_fn() if real_runs else run_fn

@@ -425,7 +425,6 @@ def parse_study(data: Mapping[str, Any], where: str = "study", seeds: int | None
     study.margin = _margin(data.get("margin", DEFAULT_MARGIN), where)
     if study.tune is not None:
         _check_size(grid, len(seed_list) + len(study.tune.points()) * len(study.tune.seeds), where)
-    if study.tune is not None:
         items.extend((k, v) for k, values in study.tune.grid.items() for v in values)
     study.warnings = _check_losses(items, where)
     from losslab.data.noise_spec import check_label_noise  # a typo in a noise level fails here, too

@@ -92,13 +92,12 @@ def method_of(table: Table, baseline: str) -> str:
 
 
 def _margin_text(table: Table) -> str:
-    compared = [c for c in table.compared if c.mde is not None and math.isfinite(c.mde)]
+    mdes = sorted(c.mde for c in table.compared if c.mde is not None and math.isfinite(c.mde))
     margin = next((c.margin for c in table.compared if c.margin is not None), None)
     if margin is None:
         return ""
     text = f"equivalent: within ±{margin:g} by two one-sided tests (Holm)"
-    if compared:
-        mdes = sorted(c.mde for c in compared if c.mde is not None)
+    if mdes:
         span = f"{mdes[0]:.2f}" if mdes[-1] - mdes[0] < 0.005 else f"{mdes[0]:.2f}–{mdes[-1]:.2f}"
         text += f"; the smallest difference this design detects with power 0.8: {span}"
     return text

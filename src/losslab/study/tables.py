@@ -251,10 +251,8 @@ def compare_column(results: StudyResults, metric: str) -> dict[str, Comparison |
     values = {c.label: c.values(metric) for c in results.configs if not c.alias_of and c.values(metric)}
     baselines = {c.label: c.baseline for c in results.configs if not c.alias_of}
     collapsed = [c.label for c in results.configs if any(h.collapsed for h in results.run_healths(c))]
-    family = compare_family(values, baselines, collapsed, higher, results.spec.margin)
-    single = {c.label: compare(results, c, metric) for c in results.configs if family.get(c.label) is None}
-    if any(v is not None for v in single.values()):
-        family = compare_family(values, baselines, collapsed, higher, results.spec.margin, extra=single)
+    single = {c.label: compare(results, c, metric) for c in results.configs}  # one-seed configurations only
+    family = compare_family(values, baselines, collapsed, higher, results.spec.margin, extra=single)
     return {c.label: None if c.baseline is None else family.get(c.alias_of or c.label) for c in results.configs}
 
 

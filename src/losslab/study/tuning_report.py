@@ -71,7 +71,7 @@ def _collapse_words(choice: TuneChoice) -> str:
     return f"masks failed at {'; '.join(_point_text(p) for p in collapsed)} only"
 
 
-def _row(choice: TuneChoice, points: list[dict[str, Any]]) -> list[str]:
+def _row(choice: TuneChoice, n_seeds: int) -> list[str]:
     cells = []
     for point, score, done, failed, _ in choice.scores:
         text = "" if score is None else f"{score:.2f}"
@@ -82,12 +82,13 @@ def _row(choice: TuneChoice, points: list[dict[str, Any]]) -> list[str]:
         cells.append(f"{text} ✓" if point == choice.chosen and text else text)
     notes = [w for w in (_collapse_words(choice),) if w]
     notes += [f"best value at the edge of the grid ({k})" for k in choice.edge]
+    unfinished = any(done + failed < n_seeds for _, _, done, failed, _ in choice.scores)
     chosen = (
         _point_text(choice.chosen)
         if choice.chosen
         else "not yet"
-        if any(not d for _, _, d, _, _ in choice.scores)
-        else "none"
+        if unfinished
+        else "none: a run failed at every value"
     )
     return [choice.label, chosen, *cells, "; ".join(notes)]
 
@@ -100,7 +101,7 @@ def tuning_blocks(results: StudyResults, plot_dir: Path) -> tuple[list[Block], l
         return [], []
     points = tune.points()
     header = ["configuration", "chosen", *(_point_text(p) for p in points), "notes"]
-    rows = [_row(choice, points) for choice in choices.values()]
+    rows = [_row(choice, len(tune.seeds)) for choice in choices.values()]
     seeds = len(tune.seeds)
     data = tune.dataset.get("path") or "a synthetic dataset drawn with another generator seed"
     text = (

@@ -90,21 +90,24 @@ class PooledLayout:
 
 
 def pooled_layout(values: Mapping[str, Mapping[int, float]], configs: Sequence[str]) -> PooledLayout | None:
-    """Fit ``y ~ config + seed`` on ``configs`` over the seeds they all have.
+    """Fit ``y ~ config + seed`` on ``configs`` over the seeds most of them have.
 
     Args:
         values: ``{config: {seed: value}}``.
-        configs: the configurations to pool (others in ``values`` are ignored).
+        configs: the configurations to pool (others in ``values`` are ignored); one that misses a seed
+            most of them have (an unfinished or failed run) stays out of the pool.
 
     Returns:
         The layout, or None when it has no residual degrees of freedom (fewer than 3 configurations or
         2 shared seeds) or no residual variance (every difference identical: nothing to pool).
     """
-    configs = [c for c in configs if values.get(c)]
-    if len(configs) < 3:
+    sets = [frozenset(values[c]) for c in configs if values.get(c)]
+    if not sets:
         return None
-    seeds = sorted(set.intersection(*(set(values[c]) for c in configs)))
-    if len(seeds) < 2:
+    common = max(set(sets), key=lambda s: (sets.count(s), len(s), sorted(s)))
+    configs = [c for c in configs if values.get(c) and common <= set(values[c])]
+    seeds = sorted(common)
+    if len(configs) < 3 or len(seeds) < 2:
         return None
     y = np.asarray([[float(values[c][s]) for s in seeds] for c in configs], dtype=np.float64)
     resid = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + y.mean()
