@@ -122,3 +122,10 @@ def test_the_mde_is_stated_at_the_corrected_level():
     assert cmp.mde == pytest.approx(minimum_detectable(cmp.se, 16, 0.05 / 8), rel=1e-12)
     paired = compare_family(VALUES, BASELINES, exclude=list(VALUES))["A"]
     assert paired.df == 2 and paired.mde == pytest.approx(minimum_detectable(paired.se, 2, 0.05 / 8), rel=1e-12)
+
+
+def test_a_configuration_missing_a_seed_stays_out_of_the_pool():
+    unfinished = {**VALUES, "A": {0: VALUES["A"][0], 1: VALUES["A"][1]}}  # seed 2 not done (yet)
+    family = compare_family(unfinished, BASELINES)
+    assert family["A"].method == "paired t (df=1)"
+    assert family["B"].method.startswith("pooled t (config x seed, 8 configurations") and family["B"].df == 14
