@@ -81,6 +81,7 @@ def build_dataset(
     skip_bad: bool = False,
     augment: str = "ssd",
     label_noise: LabelNoise | None = None,
+    augment_variants: int = 0,
 ) -> Dataset:
     """The dataset of one split of a dataset folder, in any layout ``resolve_splits`` knows.
 
@@ -95,6 +96,8 @@ def build_dataset(
             flip: YOLACT's), ``"light"`` (photometric and flip) or ``"none"``.
         skip_bad: for instances, skip bad entries instead of raising.
         label_noise: corrupts the masks before augmentation (``losslab.data.noise``; training only).
+        augment_variants: instances only: K > 0 fixed augmented copies per image instead of a
+            fresh draw per read (``CocoInstances``).
     """
     from losslab.data.layout import DatasetSplits, canonical_split, resolve_splits
 
@@ -103,6 +106,11 @@ def build_dataset(
     if task not in ("instance", "dense"):
         raise ValueError(f"task must be 'instance' or 'dense', got {task!r}")
     if task == "dense":
+        if augment_variants:
+            raise ValueError(
+                f"augment_variants={augment_variants} is for instance datasets (a model with a frozen "
+                "backbone whose features are cached); a dense dataset draws every augmentation afresh: set it to 0"
+            )
         from losslab.data.dense import DenseDataset
 
         base = root.root if isinstance(root, DatasetSplits) else root
@@ -115,4 +123,11 @@ def build_dataset(
     splits = root if isinstance(root, DatasetSplits) else resolve_splits(root)
     files = splits.split(split)
     transform = build_transforms(size, train, **_AUGMENT[augment])
-    return CocoInstances(files.json, files.images, transform=transform, skip_bad=skip_bad, label_noise=label_noise)
+    return CocoInstances(
+        files.json,
+        files.images,
+        transform=transform,
+        skip_bad=skip_bad,
+        label_noise=label_noise,
+        augment_variants=augment_variants if train else 0,
+    )

@@ -47,6 +47,10 @@ class CocoInstances(Dataset):
         skip_bad: leave bad entries out with a logged warning (counted in ``skipped``) instead of
             raising ``ValueError``.
         label_noise: corrupts each item's masks before ``transform`` (the training split only).
+        augment_variants: 0 draws a fresh augmentation every time an image is read; K > 0 draws
+            one of K fixed augmented copies of it (copy ``v`` of image ``id`` is a function of
+            ``(id, v)`` only, the same in every run), so that the same pixels come again, and a
+            frozen backbone's features can be looked up (``YolactConfig.cache_features``).
 
     Attributes:
         gt: the COCO dict of the valid entries as read (integer ids): the evaluation ground truth.
@@ -65,7 +69,11 @@ class CocoInstances(Dataset):
         transform: Compose | None = None,
         skip_bad: bool = False,
         label_noise: LabelNoise | None = None,
+        augment_variants: int = 0,
     ):
+        if augment_variants < 0:
+            raise ValueError(f"augment_variants must be 0 (a fresh draw every time) or > 0, got {augment_variants}")
+        self.augment_variants = augment_variants
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         self.transform = transform if transform is not None else Compose([ToTensor()])
@@ -122,6 +130,16 @@ class CocoInstances(Dataset):
             log.warning("%s: annotation id(s) %s cover no pixel; left out", self.ann_file, empty)
         return sync_boxes(sample)
 
+    def _augment_rng(self, image_id: int) -> np.random.Generator:
+        """The augmentation's generator for one read of an image. Drawn from torch's generator, which
+        DataLoader seeds per worker and torch.manual_seed seeds in the main process: augmentation is
+        reproducible and differs across workers. With ``augment_variants`` torch's generator only
+        picks which of the image's fixed copies this read gets."""
+        if self.augment_variants == 0:
+            return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        variant = int(torch.randint(0, self.augment_variants, (1,)).item())
+        return np.random.default_rng(np.random.SeedSequence(image_id, spawn_key=(variant,)))
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict]:
         for _ in range(len(self)):
             try:
@@ -140,10 +158,7 @@ class CocoInstances(Dataset):
         info = self.images[i]
         if self.label_noise is not None:  # the annotator's error: before augmentation, fixed per image
             sample = self.label_noise(sample, int(info["id"]))
-        # Drawn from torch's generator, which DataLoader seeds per worker and torch.manual_seed
-        # seeds in the main process: augmentation is reproducible and differs across workers.
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-        sample = self.transform(sample, rng)
+        sample = self.transform(sample, self._augment_rng(int(info["id"])))
         target = {
             "boxes": sample["boxes"],
             "labels": sample["labels"],

@@ -40,7 +40,7 @@ DATA_FILE_KEYS = ("train_json", "train_images", "val_json", "val_images")
 #: Trainer keys that may be 0 but not negative.
 NON_NEGATIVE = (
     "max_iter", "epochs", "warmup_iters", "workers", "eval_every", "ckpt_every", "max_bad_steps", "threads",
-    "num_samples", "weight_decay", "grad_clip",
+    "num_samples", "weight_decay", "grad_clip", "augment_variants",
 )  # fmt: skip
 
 
@@ -64,6 +64,9 @@ class TrainConfig:
         augment: instance-training augmentation: ``"ssd"`` (YOLACT's photometric, expand, crop,
             flip), ``"light"`` (photometric and flip: short from-scratch budgets learn faster)
             or ``"none"``.
+        augment_variants: 0 draws a fresh augmentation each time a training image is read; K > 0
+            gives each image K fixed augmented copies, the same in every run (``CocoInstances``),
+            so that a frozen backbone's features can be cached (``cache_features``).
         label_noise: corruption of the training masks only (``losslab.data.noise_spec``), e.g.
             ``"boundary(px=2) + drop(p=0.1)"``; drawn per (``seed``, image, instance); ``"none"``.
         optimizer: ``"sgd"`` (with momentum, the paper's optimiser) or ``"adamw"`` (converges far
@@ -118,6 +121,7 @@ class TrainConfig:
     max_iter: int = 500
     epochs: int = 0
     augment: str = "ssd"
+    augment_variants: int = 0
     label_noise: str = "none"
     optimizer: str = "sgd"
     lr: float = 1e-3

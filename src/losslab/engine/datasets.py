@@ -57,11 +57,23 @@ def build_split(
     augment: str = "ssd",
     label_noise: LabelNoise | None = None,
     skip_bad: bool = False,
+    augment_variants: int = 0,
 ) -> tuple[Dataset, Callable[[list], Any] | None]:
     """One split of a dataset folder at the model's input size, and its collate function
     (``collate_instances`` for the instance task, torch's default for the dense one);
-    ``label_noise`` corrupts its masks before augmentation; ``skip_bad`` leaves unusable entries out."""
-    dataset = build_dataset(root, split, task, size, train, augment=augment, label_noise=label_noise, skip_bad=skip_bad)
+    ``label_noise`` corrupts its masks before augmentation; ``skip_bad`` leaves unusable entries out;
+    ``augment_variants`` fixes K augmented copies per training image (``CocoInstances``)."""
+    dataset = build_dataset(
+        root,
+        split,
+        task,
+        size,
+        train,
+        augment=augment,
+        label_noise=label_noise,
+        skip_bad=skip_bad,
+        augment_variants=augment_variants,
+    )
     return dataset, collate_instances if task == "instance" else None
 
 
@@ -97,7 +109,9 @@ def build_datasets(
     """
     root = dataset_root(cfg, task, progress)
     noise = make_label_noise(cfg.label_noise, cfg.seed)
-    train_set, collate_fn = build_split(root, "train", task, size, True, cfg.augment, noise, cfg.skip_bad)
+    train_set, collate_fn = build_split(
+        root, "train", task, size, True, cfg.augment, noise, cfg.skip_bad, cfg.augment_variants
+    )
     val_set, _ = build_split(root, "val", task, size, False, skip_bad=cfg.skip_bad)
     require_annotations(train_set, "train")
     require_annotations(val_set, "val")

@@ -196,6 +196,8 @@ def _run(run: RunConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
         )
     state, source = _resume_state(run_dir / "checkpoints" / "last.pt") if is_main_process() else (None, None)
     source = broadcast_object(source)  # under torchrun the other processes read the file rank 0 chose
+    cache = getattr(model, "feature_cache", None)
+    before = (cache.hits, cache.misses) if cache is not None else (0, 0)
     summary = trainer.train(resume_from=state if is_main_process() else source)
 
     result = None
@@ -210,6 +212,8 @@ def _run(run: RunConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
             "precision": trainer.precision.name,
             **evaluation.details,
         }
+        if cache is not None:  # what the frozen backbone's feature cache saved (training + evaluation)
+            result["feature_cache"] = {"hits": cache.hits - before[0], "misses": cache.misses - before[1]}
         ckpt.atomic_write_json(run_dir / "result.json", result)
     barrier()
     return broadcast_object(result)

@@ -71,6 +71,10 @@ class YolactConfig:
         nms_thresh: IoU above which NMS suppresses a box.
         max_detections: detections kept per image.
         fast_nms: YOLACT's Fast NMS (True) or torchvision's standard per-class NMS (False).
+        cache_features: keep the frozen backbone's output of every distinct training image and
+            look it up when the image comes again (``losslab.models.feature_cache``; needs
+            ``freeze_at=5``). Pays off when images repeat exactly: ``augment="none"`` or a
+            finite pool of augmented copies (the trainer's ``augment_variants``).
         channels_last: run the convolutions in channels-last memory format (faster on CPU).
         amp: run the network under ``torch.autocast`` (``losslab.precision``): true is float16 on
             CUDA and bfloat16 on CPUs with native bf16 (float32 on other CPUs); ``bf16`` forces it.
@@ -114,6 +118,7 @@ class YolactConfig:
     nms_thresh: float = 0.5
     max_detections: int = 100
     fast_nms: bool = True
+    cache_features: bool = False
     channels_last: bool = False
     amp: bool | str = False
 
@@ -132,6 +137,11 @@ class YolactConfig:
             raise ValueError(
                 f"backbone={self.backbone!r} is not supported.{suggest(self.backbone, BACKBONES)} "
                 f"Choose one of {', '.join(BACKBONES)}"
+            )
+        if self.cache_features and self.freeze_at < 5:
+            raise ValueError(
+                f"cache_features=true needs a frozen backbone (freeze_at=5), got freeze_at={self.freeze_at}: "
+                "a backbone that trains gives new features every step"
             )
         bad_stages = [s for s in self.dcn_stages if s not in (2, 3, 4)]
         if bad_stages:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from losslab.models import feature_cache
 from losslab.models.yolact.anchors import level_scales, make_anchors
 from losslab.models.yolact.backbone import build_backbone
 from losslab.models.yolact.config import YolactConfig
@@ -65,6 +68,8 @@ class Yolact(nn.Module):
         self.criterion = MultiBoxLoss(c)
         self._init_weights()
         self._anchor_cache: dict[tuple, Tensor] = {}
+        self.feature_cache = feature_cache.SHARED if c.cache_features else None
+        self._fingerprint: bytes | None = None  # of the backbone's weights, taken at first use
         if c.channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -109,6 +114,7 @@ class Yolact(nn.Module):
         The model can no longer train afterwards.
         """
         self.eval()
+        self.feature_cache = None  # folded weights: inference only, timed without a cache
         self.backbone.fold_batchnorm()
         dtype = autocast_dtype(self.config.amp, next(self.parameters()).device)
         if dtype is not None:
@@ -128,13 +134,25 @@ class Yolact(nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=dtype)
 
+    def _backbone_features(self, x: Tensor) -> list[Tensor]:
+        """``[C3, C4, C5]`` of ``x``, looked up in the feature cache when the model has one."""
+        if self.feature_cache is None:
+            return self.backbone(x)
+        if self._fingerprint is None:
+            self._fingerprint = feature_cache.module_fingerprint(self.backbone)
+        return self.feature_cache(self.backbone, x, self._fingerprint + feature_cache.compute_context(x))
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        self._fingerprint = None  # new backbone weights: fingerprint them again at the next call
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def raw_outputs(self, images: Tensor) -> YolactOutputs:
         """The network's raw outputs (float32), before the loss or the detector."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
         x = images.contiguous(memory_format=torch.channels_last) if self.config.channels_last else images
         with self._autocast(images.device):
-            pyramid = self.fpn(self.backbone(x))
+            pyramid = self.fpn(self._backbone_features(x))
             protos = self.protonet(pyramid[0])
             loc, conf, coef = self.head(pyramid)
             segm = self.semantic(pyramid[0]) if self.semantic is not None and self.training else None
