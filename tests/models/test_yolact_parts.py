@@ -16,15 +16,6 @@ from losslab.models.yolact.detect import detect, fast_nms, standard_nms, upsampl
 from losslab.models.yolact.rescoring import MaskIoUNet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread (restored afterwards): these tests check values, not speed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_anchors_order_centres_and_sizes():
     anchors = make_anchors([(2, 2)], (100, 100), [[10.0]], (1.0, 0.5, 2.0))
     assert anchors.shape == (2 * 2 * 3, 4)

@@ -24,7 +24,7 @@ from losslab.data.images import fit_to_annotation, load_image, read_image
 from losslab.data.noise import LabelNoise
 from losslab.data.transforms import Compose, ToTensor, sync_boxes
 
-__all__ = ["CocoInstances", "read_image"]  # read_image lives in losslab.data.images
+__all__ = ["COPIES_MAX_BYTES", "CocoInstances", "read_image"]  # read_image lives in losslab.data.images
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,11 @@ def _format_problems(problems: list[Problem], limit: int = 10) -> str:
     if len(problems) > limit:
         lines.append(f"... and {len(problems) - limit} more")
     return "\n  ".join(lines)
+
+
+#: How much of the augmented copies (``augment_variants``) a dataset keeps in memory: 0.5 GiB holds
+#: 2,600 copies of a 128 px image, 170 of a 550 px one; copies beyond it are made again when read.
+COPIES_MAX_BYTES = 2**29
 
 
 class CocoInstances(Dataset):
@@ -74,6 +79,8 @@ class CocoInstances(Dataset):
         if augment_variants < 0:
             raise ValueError(f"augment_variants must be 0 (a fresh draw every time) or > 0, got {augment_variants}")
         self.augment_variants = augment_variants
+        self._copies: dict[tuple[int, int], tuple[torch.Tensor, dict]] = {}
+        self._copies_bytes = 0
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         self.transform = transform if transform is not None else Compose([ToTensor()])
@@ -130,17 +137,22 @@ class CocoInstances(Dataset):
             log.warning("%s: annotation id(s) %s cover no pixel; left out", self.ann_file, empty)
         return sync_boxes(sample)
 
-    def _augment_rng(self, image_id: int) -> np.random.Generator:
-        """The augmentation's generator for one read of an image. Drawn from torch's generator, which
-        DataLoader seeds per worker and torch.manual_seed seeds in the main process: augmentation is
-        reproducible and differs across workers. With ``augment_variants`` torch's generator only
-        picks which of the image's fixed copies this read gets."""
-        if self.augment_variants == 0:
-            return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-        variant = int(torch.randint(0, self.augment_variants, (1,)).item())
-        return np.random.default_rng(np.random.SeedSequence(image_id, spawn_key=(variant,)))
-
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict]:
+        # Randomness comes from torch's generator, which DataLoader seeds per worker and
+        # torch.manual_seed seeds in the main process: augmentation is reproducible and differs
+        # across workers. With ``augment_variants`` it only picks which of the image's fixed
+        # copies this read gets, and a copy once made is kept (up to ``COPIES_MAX_BYTES``).
+        if not self.augment_variants:
+            return self._read(i, np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item())))
+        variant = int(torch.randint(0, self.augment_variants, (1,)).item())
+        item = self._copies.get((i, variant))
+        if item is None:
+            item = self._read(i, variant)
+            self._keep((i, variant), item)
+        return item[0], dict(item[1])
+
+    def _read(self, i: int, rng: np.random.Generator | int) -> tuple[torch.Tensor, dict]:
+        """Item ``i`` augmented with ``rng``, or with copy number ``rng`` of its image."""
         for _ in range(len(self)):
             try:
                 sample = self.load_sample(i)
@@ -158,7 +170,9 @@ class CocoInstances(Dataset):
         info = self.images[i]
         if self.label_noise is not None:  # the annotator's error: before augmentation, fixed per image
             sample = self.label_noise(sample, int(info["id"]))
-        sample = self.transform(sample, self._augment_rng(int(info["id"])))
+        if isinstance(rng, int):  # copy ``rng`` of this image: the same in every run
+            rng = np.random.default_rng(np.random.SeedSequence(int(info["id"]), spawn_key=(rng,)))
+        sample = self.transform(sample, rng)
         target = {
             "boxes": sample["boxes"],
             "labels": sample["labels"],
@@ -169,6 +183,12 @@ class CocoInstances(Dataset):
             "scale": float(sample["scale"]),
         }
         return sample["image"], target
+
+    def _keep(self, key: tuple[int, int], item: tuple[torch.Tensor, dict]) -> None:
+        size = item[0].numel() * item[0].element_size() + item[1]["masks"].numel()
+        if self._copies_bytes + size <= COPIES_MAX_BYTES:
+            self._copies[key] = item
+            self._copies_bytes += size
 
     def __repr__(self) -> str:
         return (

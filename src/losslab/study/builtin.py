@@ -41,18 +41,22 @@ QUICK_SEEDS = 3
 #: in the last lr phase, and every step's loss is logged, so that the plateau test sees 72 points
 #: rather than 7: with steps at 70 / 90 % and a row every 10 iterations all three BCE runs read
 #: "converged", while every step showed seed 1 still falling (-454 %/1k it [-837, -70]).
-#: Four fixed augmented copies per training image (``augment_variants``) and the frozen backbone's
+#: Eight fixed augmented copies per training image (``augment_variants``) and the frozen backbone's
 #: features looked up rather than computed (``cache_features``; exact, ``losslab.models.feature_cache``):
 #: the backbone's forward was a third of a step. Each worker process computes a copy's features once
 #: for all the runs it executes. Two runs at a time on a 2-core EPYC (bf16), BCE at lr 1e-3, seeds 0
-#: and 1: 84 s for the pair without (mask AP 35.2, 36.3), 67 s with (37.0, 35.4).
+#: and 1: 84 s for the pair with a fresh draw per read (mask AP 35.1, 36.3), 67 s with 4 copies and the
+#: cache (37.0, 35.4), about 50 s once a worker's cache holds the copies. Why 8 and not 4: with 4 copies
+#: BCE at lr 3e-3, seed 0, was still falling over its last 20 % (-390 %/1k it [-764, -16], fall 28 %;
+#: AP 36.6); a fresh draw per read (-224 [-564, +116], AP 38.0) and 8 copies (-122 [-503, +259],
+#: AP 37.6) had converged (one seed each, same CPU).
 QUICK_RECIPE = {
     "optimizer": "adamw",
     "weight_decay": 1e-4,
     "warmup_iters": 20,
     "lr_steps": [0.6, 0.8],
     "augment": "light",
-    "augment_variants": 4,
+    "augment_variants": 8,
     "log_every": 1,
 }
 QUICK_YOLACT = {"scales_per_level": 3, "pos_iou": 0.4, "neg_iou": 0.3, "freeze_at": 5, "cache_features": True}
