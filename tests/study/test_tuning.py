@@ -64,6 +64,8 @@ def test_a_synthetic_study_tunes_on_another_synthetic_draw(tiny_spec):
         ({"grid": {"lr": [1e-3, 1e-3]}}, "repeats a value"),
         ({"grid": {"seed": [1, 2]}}, "cannot tune 'seed'"),
         ({"grid": {"lr": LRS}}, "needs tune.dataset"),
+        ({"grid": {"lr": LRS}, "dataset": {"path": "elsewhere"}, "tolerance": -1}, "tune.tolerance must be"),
+        ({"grid": {"lr": LRS}, "dataset": {"path": "elsewhere"}, "tolerance": "2"}, "tune.tolerance must be"),
         ({"grid": {"lr": [-1.0]}, "dataset": {"path": "elsewhere"}}, None),
     ],
 )
@@ -117,6 +119,20 @@ def test_choose_waits_for_every_tuning_run_and_ranks_failures_last():
     assert choose("X", _tune(), {i: [("failed", {})] * 2 for i in range(3)}, _never).chosen is None
     tie = choose("X", _tune(), {i: [("done", {"segm.AP": 5.0})] * 2 for i in range(3)}, _never)
     assert tie.chosen == {"lr": 1e-4}  # ties go to the first value in grid order
+
+
+def test_a_tolerance_takes_the_first_value_within_it_of_the_best():
+    outcomes = {0: [("done", {"segm.AP": 29.0})] * 2, 1: [("done", {"segm.AP": 38.0})] * 2,
+                2: [("done", {"segm.AP": 38.6})] * 2}  # fmt: skip
+    tune = TuneSpec({"lr": LRS}, [1000, 1001], {"synthetic": {}}, tolerance=2.0)
+    choice = choose("X", tune, outcomes, _never)
+    assert choice.chosen == {"lr": 1e-3} and choice.edge == []  # 38.0 is within 2 of 38.6; 29.0 is not
+    assert choose("X", _tune(), outcomes, _never).chosen == {"lr": 1e-2}  # tolerance 0: the best itself
+    failed_best = {**outcomes, 1: [("done", {"segm.AP": 39.0}), ("failed", {})]}
+    assert choose("X", tune, failed_best, _never).chosen == {"lr": 1e-2}  # a failed point stays out
+    wide = TuneSpec({"lr": LRS}, [1000, 1001], {"synthetic": {}}, tolerance=10.0)
+    assert choose("X", wide, outcomes, _never).chosen == {"lr": 1e-4}
+    assert wide.to_dict()["tolerance"] == 10.0
 
 
 def test_collapsed_everywhere_only_when_every_value_collapsed():

@@ -60,15 +60,22 @@ QUICK_RECIPE = {
     "log_every": 1,
 }
 QUICK_YOLACT = {"scales_per_level": 3, "pos_iou": 0.4, "neg_iou": 0.3, "freeze_at": 5, "cache_features": True}
+#: The verdicts' equivalence margin (mask AP points): smaller differences are not worth a loss change.
+QUICK_MARGIN = 2.0
 #: The learning rates every configuration of `quick`, `audit` and `noise` tries (AdamW), in half-decade
 #: steps: one seed each at the recipe above (seed 0, 360 iterations) gave BCE 30.1 at 1e-3 and 31.8 at
 #: 4e-3 (33.8 at 2e-3 on another CPU), and Dice 21.3 at 5e-4 (19.2 at 2e-4) but 0.02 at 1e-3 (masks
 #: filling their boxes) and 0.00 at 2e-3: the losses' best rates lie a decade apart, so the grid spans
 #: a decade, 3e-4 to 3e-3, with the value between them. One tuning seed per value; the choice is made
 #: on a second synthetic draw (seed + 1) that the verdict runs never see.
-QUICK_TUNE = {"grid": {"lr": [3e-4, 1e-3, 3e-3]}, "seeds": 1}
-#: The verdicts' equivalence margin (mask AP points): smaller differences are not worth a loss change.
-QUICK_MARGIN = 2.0
+#: The choice is the smallest rate within the equivalence margin of the best tuning score (``tolerance``),
+#: not the best score itself: one tuning run per value cannot tell 38.0 from 38.6, and the larger rate is
+#: the riskier one. Measured on a 2-core EPYC (bf16) with the best score taken: seven of nine
+#: configurations chose 3e-3 (by 0.3-0.6 points over 1e-3 for BCE, MSE, Huber and the hybrids), and
+#: at 3e-3 the verdict runs of BCE (seed 2: mask AP 1.0) and MSE (seed 2: 0.0) failed with empty masks,
+#: their prototypes inflated (maxima 15-22 against 6-8 in a BCE run that trained), the mechanism that
+#: fails Dice at 1e-3: a property of the rate on YOLACT's prototypes, not of the loss.
+QUICK_TUNE = {"grid": {"lr": [3e-4, 1e-3, 3e-3]}, "seeds": 1, "tolerance": QUICK_MARGIN}
 #: A `quick` run skips its own FPS measurement (one image, and not reported): the report times
 #: each distinct architecture once, after training, in a quiet process.
 QUICK_FPS_IMAGES = 1

@@ -8,16 +8,21 @@ A study declares it under ``tune``::
       seeds: 1                              # tuning seeds: a count (1000, 1001, ...) or a list
       dataset: {synthetic: {seed: 1}}       # the tuning split (default below)
       metric: segm.AP                       # what the choice maximises (default: mask AP)
+      tolerance: 2.0                        # take the first value within this of the best (default 0)
 
 Each configuration trains once per grid point and tuning seed (a *tune* run) on the tuning split: by
 default, for a synthetic dataset, a second synthetic dataset of the same size drawn with another
 generator seed (``seed + 1``), so that neither its training nor its validation images are the verdict's;
 for a dataset folder, ``dataset: {path: FOLDER}`` names a folder of its own (a part of the training set
-kept apart). The value with the best mean ``metric`` over the tuning seeds is the configuration's
-choice (a failed run, e.g. a diverged learning rate, scores below every finished one; ties go to the
-first value in grid order); its *verdict* runs then train at that value, on the study's dataset, over
-the study's seeds, which must not repeat a tuning seed. Tune and verdict runs are ordinary runs: one id
-each (a hash of the config), resumable, stored, reported.
+kept apart). The configuration's choice is the first grid point, in grid order, whose mean ``metric``
+over the tuning seeds is within ``tolerance`` of the best mean (0: the best itself; a failed run, e.g. a
+diverged learning rate, scores below every finished one). A tolerance is the one-standard-error rule of
+model selection (Hastie, Tibshirani & Friedman, *The Elements of Statistical Learning*, 7.10): a few
+tuning runs cannot tell apart scores closer than their noise, so among those the grid's first (put
+first because it is the safer value, e.g. the smaller learning rate) is taken. Its *verdict* runs then
+train at that value, on the study's dataset, over the study's seeds, which must not repeat a tuning
+seed. Tune and verdict runs are ordinary runs: one id each (a hash of the config), resumable, stored,
+reported.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ __all__ = [
 ]
 
 #: Keys of a study's ``tune`` section.
-TUNE_KEYS = ("grid", "seeds", "dataset", "metric")
+TUNE_KEYS = ("grid", "seeds", "dataset", "metric", "tolerance")
 #: The first tuning seed of ``seeds: N`` (far from the verdict seeds 0, 1, 2, ...).
 TUNE_SEED_BASE = 1000
 #: What the choice maximises unless the spec says otherwise: the mask AP of the instance models.
@@ -59,12 +64,14 @@ class TuneSpec:
         seeds: the tuning seeds (disjoint from the verdict seeds).
         dataset: the tuning split, in the study ``dataset`` form.
         metric: the flat metric (``segm.AP``) that the choice maximises.
+        tolerance: the choice is the first grid point within this of the best mean score.
     """
 
     grid: dict[str, list[Any]]
     seeds: list[int]
     dataset: dict[str, Any]
     metric: str = DEFAULT_TUNE_METRIC
+    tolerance: float = 0.0
 
     def points(self) -> list[dict[str, Any]]:
         """Every grid point, in grid order (the first key varies slowest)."""
@@ -74,7 +81,7 @@ class TuneSpec:
     def to_dict(self) -> dict[str, Any]:
         """The section as a plain dict (what ``parse_tune`` reads back)."""
         return {"grid": {k: list(v) for k, v in self.grid.items()}, "seeds": list(self.seeds),
-                "dataset": dict(self.dataset), "metric": self.metric}  # fmt: skip
+                "dataset": dict(self.dataset), "metric": self.metric, "tolerance": self.tolerance}  # fmt: skip
 
 
 def _tune_seeds(value: Any, where: str) -> list[int]:
@@ -157,7 +164,10 @@ def parse_tune(
     if shared:
         raise ValueError(f"{where}: tuning seeds {shared} are also verdict seeds; tuning and verdict seeds must differ")
     metric = str(data.get("metric") or DEFAULT_TUNE_METRIC)
-    return TuneSpec(grid, seeds, _tune_dataset(data.get("dataset"), study_dataset, where), metric)
+    tolerance = data.get("tolerance", 0.0)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
+        raise ValueError(f"{where}: tune.tolerance must be a number >= 0 (metric points), got {tolerance!r}")
+    return TuneSpec(grid, seeds, _tune_dataset(data.get("dataset"), study_dataset, where), metric, float(tolerance))
 
 
 @dataclass
@@ -193,7 +203,7 @@ def choose(
     outcomes: Mapping[int, Sequence[tuple[str, Mapping[str, float | None]]]],
     collapsed: Any,
 ) -> TuneChoice:
-    """Score one configuration's grid points and choose the best.
+    """Score one configuration's grid points and choose the first within ``tune.tolerance`` of the best.
 
     Args:
         label: the configuration.
@@ -204,7 +214,6 @@ def choose(
     """
     choice = TuneChoice(label)
     finished = True
-    best: tuple[float, int] | None = None
     points = tune.points()
     for i, point in enumerate(points):
         runs = list(outcomes.get(i, ()))
@@ -215,10 +224,11 @@ def choose(
         kept = [float(v) for v in values if v is not None and math.isfinite(v)]
         score = sum(kept) / len(kept) if kept and len(kept) == len(done) and not failed else None
         choice.scores.append((point, score, len(done), failed, sum(1 for m in done if collapsed(m))))
-        if score is not None and (best is None or score > best[0]):
-            best = (score, i)
-    if finished and best is not None:
-        choice.chosen = dict(points[best[1]])
+    scored = [(i, score) for i, (_, score, *_) in enumerate(choice.scores) if score is not None]
+    if finished and scored:
+        best = max(score for _, score in scored)
+        first = next(i for i, score in scored if score >= best - tune.tolerance)
+        choice.chosen = dict(points[first])
         for key, values in tune.grid.items():
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
             ends = (min(values), max(values)) if numeric else (values[0], values[-1])

@@ -20,13 +20,23 @@ from typing import Any
 from losslab.study import plots
 from losslab.study.document import Block, Figure, Grid
 from losslab.study.tables import StudyResults, Table
-from losslab.study.tuning import TuneChoice
+from losslab.study.tuning import TuneChoice, TuneSpec
 
 __all__ = ["VERDICT_COLUMNS", "tuning_blocks", "write_verdicts_csv"]
 
 #: The columns of ``verdicts.csv`` (DESIGN.md's contract first; new columns are appended).
 VERDICT_COLUMNS = ["config", "metric", "verdict", "delta", "ci_low", "ci_high", "p_adjusted", "test",
                    "baseline", "p_equivalence", "margin", "mde", "seeds"]  # fmt: skip
+
+
+def _rule(tune: TuneSpec) -> str:
+    """How the choice was made, in words."""
+    if tune.tolerance == 0:
+        return f"the value with the best mean {tune.metric}"
+    return (
+        f"the first value in grid order whose mean {tune.metric} is within {tune.tolerance:g} of the best (scores "
+        "closer than that are not told apart by the tuning runs; the grid lists the safer values first)"
+    )
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -108,9 +118,9 @@ def tuning_blocks(results: StudyResults, plot_dir: Path) -> tuple[list[Block], l
         f"Every configuration tried {len(points)} value{'s' if len(points) != 1 else ''} of "
         f"{', '.join(tune.grid)} with {seeds} tuning seed{'s' if seeds != 1 else ''} "
         f"({', '.join(map(str, tune.seeds))}), "
-        f"trained and scored on the tuning split ({data}), which the verdict runs never see; the value with the best "
-        f"mean {tune.metric} was chosen (✓), and the verdict runs trained at it over the study's seeds. A failed "
-        "tuning run (e.g. a diverged learning rate) ranks its value below every finished one."
+        f"trained and scored on the tuning split ({data}), which the verdict runs never see; {_rule(tune)} was "
+        "chosen (✓), and the verdict runs trained at it over the study's seeds. A failed tuning run (e.g. a "
+        "diverged learning rate) ranks its value below every finished one."
     )
     blocks = [Block("h2", "Tuning", anchor="tuning"), Block("p", text),
               Block("grid", Grid(header, rows, numeric=tuple(range(2, 2 + len(points)))))]  # fmt: skip
