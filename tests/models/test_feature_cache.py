@@ -111,7 +111,9 @@ def test_yolact_trains_to_the_same_losses_with_the_cache():
             torch.manual_seed(step)
             losses.append(model(images, targets))
         for key in ("loss_class", "loss_box", "loss_mask"):
-            torch.testing.assert_close(losses[1][key], losses[0][key], rtol=1e-5, atol=1e-6)
+            # equal on the CPUs tried; the margin allows a CPU whose convolutions round a batch of one
+            # differently from a batch of two
+            torch.testing.assert_close(losses[1][key], losses[0][key], rtol=1e-4, atol=1e-5)
     assert (cached.feature_cache.hits, cached.feature_cache.misses) == (2, 2)
 
 

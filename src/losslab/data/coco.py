@@ -37,7 +37,8 @@ def _format_problems(problems: list[Problem], limit: int = 10) -> str:
 
 
 #: How much of the augmented copies (``augment_variants``) a dataset keeps in memory: 0.5 GiB holds
-#: 2,600 copies of a 128 px image, 170 of a 550 px one; copies beyond it are made again when read.
+#: about 2,000 copies of a 128 px image with its masks, about 140 of a 550 px one; copies beyond it
+#: are made again when read.
 COPIES_MAX_BYTES = 2**29
 
 
