@@ -333,3 +333,27 @@ def test_per_image_ap_scores_each_image_alone():
     assert per_image[1] == pytest.approx(100.0)
     assert per_image[3] == pytest.approx(100.0)
     assert per_image[2] == 0.0
+
+
+def test_score_threshold_leaves_out_low_scoring_detections():
+    """The YOLACT++ loss survey's eval.py kept detections scoring at least 0.15: a perfect detection
+    scoring 0.1 is then a miss, while the default (0) keeps it."""
+    g1 = square_mask(48, 64, 8, 8, 40, 40)
+    gt = coco([(1, 48, 64), (2, 48, 64)], [ann(1, 1, g1), ann(2, 2, g1)], 1)
+    targets, preds = _perfect_outputs(gt, 128, [1, 2])
+    preds[1]["scores"] = torch.tensor([0.1])
+    kept = InstanceEvaluator(gt, {1: 1}, iou_types=("segm",))
+    kept.process(targets, preds)
+    assert kept.evaluate()["segm"]["AP"] == pytest.approx(100.0)
+    cut = InstanceEvaluator(gt, {1: 1}, iou_types=("segm",), score_threshold=0.15)
+    cut.process(targets, preds)
+    assert len(cut.detections) == 1
+    assert cut.evaluate()["segm"]["AP"] == pytest.approx(100 * 51 / 101)  # recall 0.5 at precision 1
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
+def test_eval_score_threshold_outside_0_1_is_refused(bad):
+    from losslab.engine.config import TrainConfig
+
+    with pytest.raises(ValueError, match="eval_score_threshold"):
+        TrainConfig(eval_score_threshold=bad)

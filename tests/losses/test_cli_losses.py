@@ -62,3 +62,14 @@ def test_curves_are_the_loss_itself():
     np.testing.assert_allclose(c.grad_bg, p, rtol=1e-10)
     assert c.overlap_value[0] < c.overlap_value[-1]  # sliding the disk off makes it worse
     assert c.iou[0] == pytest.approx(1.0) and c.iou[-1] == 0.0
+
+
+def test_list_and_show_name_the_operators():
+    from typer.testing import CliRunner
+
+    from losslab.cli import app
+
+    listed = CliRunner().invoke(app, ["losses", "list"], terminal_width=200)
+    assert listed.exit_code == 0 and "uncropped(TERM)" in listed.output and "log_cosh(TERM)" in listed.output
+    shown = CliRunner().invoke(app, ["losses", "show", "uncropped"], terminal_width=200)
+    assert shown.exit_code == 0 and "mask_proto_double_loss" in shown.output

@@ -30,3 +30,19 @@ def test_models_show_rejects_unknown_keys_with_a_suggestion():
     result = runner.invoke(app, ["models", "show", "yolact_tiny", "mask_los=dice"])
     assert result.exit_code != 0
     assert "mask_loss" in result.output
+
+
+def test_train_takes_the_survey_rows_as_run_from_the_command_line(tmp_path):
+    """`bce + 0.5*uncropped(mse)` (the survey's "0.5·MSE + BCE" as its code ran) trains YOLACT and is
+    stored as written; a misuse of an operator is refused with its position before anything trains."""
+    out = tmp_path / "run"
+    args = ["model=yolact_tiny", "synth_train=4", "synth_val=2", "synth_size=64", "input_size=64", "batch_size=2"]
+    args += ["max_iter=2", "device=cpu", "num_samples=0", "fps_images=1", f"cache_dir={tmp_path / 'cache'}"]
+    spec = "bce + 0.5*uncropped(mse)"
+    result = runner.invoke(app, ["train", *args, f"mask_loss={spec}", "--no-progress", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["mask_loss"] == spec
+    bad = runner.invoke(app, ["train", *args, "mask_loss=log_cosh(dice)", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code != 0
+    assert "position 9" in bad.output and "value per pixel" in bad.output
+    assert not (tmp_path / "bad" / "checkpoints").exists()

@@ -190,3 +190,28 @@ def test_mark_best_compares_what_the_table_shows():
     assert not rows[0][0].bold and not rows[1][0].bold  # 0.00 and 0.00: no best
     mark_best(rows[2:], ["AP"])
     assert rows[2][0].bold and rows[3][0].bold and not rows[4][0].bold  # both show 12.34
+
+
+def test_report_reads_a_study_against_published_numbers_and_states_its_score_threshold(tmp_path, tiny_spec):
+    tiny_spec["published"] = "yolact_loss_survey"
+    tiny_spec["config"] = {**tiny_spec.get("config", {}), "eval_score_threshold": 0.15}
+    out = tmp_path / "study"
+    run_study(parse_study(tiny_spec), out, run_fn=fake_run, progress=False)
+    write_report(out)
+    md = (out / "report.md").read_text()
+    assert "## What the published numbers say" in md
+    assert "| `bce + 0.5*uncropped(mse)` | 8 |" in md and "+0.78" in md
+    assert "detections scoring below 0.15 are left out" in md
+
+
+def test_report_says_every_detection_is_evaluated_by_default(stored_study):
+    write_report(stored_study)
+    md = (stored_study / "report.md").read_text()
+    assert "every detection the model returns enters the COCO evaluation" in md
+    assert "What the published numbers say" not in md
+
+
+def test_unknown_published_table_is_refused(tiny_spec):
+    tiny_spec["published"] = "yolact_survey"
+    with pytest.raises(ValueError, match="published 'yolact_survey' is no shipped result table"):
+        parse_study(tiny_spec)

@@ -133,7 +133,11 @@ def test_builtin_studies_follow_the_survey():
     batch = load_study("paper-batch")
     assert sorted(r.config["batch_size"] for r in batch.runs() if r.seed == 0) == [2, 8, 16]
     audit = load_study("audit")
-    assert audit.aliases() == {"MSE (as run: BCE)": "BCE"}
+    assert audit.aliases()["MSE (as run: BCE)"] == "BCE"
+    # The survey ran HL + BCE at α and MSE + BCE at α/2 as one loss (Huber on probabilities is 0.5*mse).
+    assert audit.aliases()["MSE + BCE α=0.5 (as run)"] == "HL + BCE α=1 (as run)"
+    assert audit.grid["mask_loss"]["MSE + BCE α=0.5 (as run)"] == "bce + 0.5*uncropped(mse)"
+    assert audit.grid["mask_loss"]["LCDL (as run: log_cosh(pixel_dice))"] == "log_cosh(pixel_dice(smooth=0.1))"
 
 
 @pytest.mark.slow

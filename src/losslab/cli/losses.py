@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 
 import typer
@@ -63,13 +64,28 @@ def list_cmd(
         console.print(f"no loss matches {pattern!r}" + (f" of kind {kind!r}" if kind else ""))
         raise typer.Exit(1)
     console.print(table)
+    if pattern != "*" or kind is not None or contract in ("box", "class"):
+        return
+    from losslab.losses.operators import OPERATORS
+
+    console.print("operators (wrap a term, e.g. 'bce + 0.5*uncropped(mse)'):", highlight=False)
+    for op, (_, what) in OPERATORS.items():
+        console.print(f"  {op}(TERM)  {what}", markup=False, highlight=False)
 
 
 @losses_app.command("show")
-def show_cmd(name: str = typer.Argument(..., help="A loss name, e.g. 'dice'.")) -> None:
-    """Print everything the catalogue knows about one loss, with its docstring."""
+def show_cmd(name: str = typer.Argument(..., help="A loss or operator name, e.g. 'dice' or 'uncropped'.")) -> None:
+    """Print everything the catalogue knows about one loss (or operator), with its docstring."""
+    from losslab.losses.operators import OPERATORS
     from losslab.losses.registry import get_loss_info
 
+    if name in OPERATORS:
+        cls, what = OPERATORS[name]
+        console = Console()
+        console.print(f"[bold cyan]{name}[/](TERM)  operator: {what}", highlight=False)
+        console.print()
+        console.print(inspect.getdoc(sys.modules[cls.__module__]) or "", markup=False, highlight=False)
+        return
     try:
         info = get_loss_info(name)
     except ValueError as exc:

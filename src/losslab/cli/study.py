@@ -44,7 +44,9 @@ def _load_run_fn(text: str | None):
 @study_app.command("run")
 def run_cmd(
     name_or_yaml: str = typer.Argument(..., help="A built-in study (`losslab study list`) or a study YAML file."),
-    out: Path = typer.Option(..., "--out", "-o", help="The study folder (study.db, runs/, the report)."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="The study folder (study.db, runs/, the report); not needed with --dry-run."
+    ),
     seeds: int = typer.Option(None, "--seeds", help="Run seeds 0..N-1 instead of the spec's seeds."),
     workers: int = typer.Option(
         1,
@@ -60,6 +62,12 @@ def run_cmd(
     retry_failed: bool = typer.Option(True, help="Run again the runs that failed in an earlier attempt."),
     report: bool = typer.Option(True, help="Write the report when the runs are finished."),
     run_fn: str = typer.Option(None, "--run-fn", hidden=True, help="MODULE:FUNCTION replacing run_experiment."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Print the resolved config of every run (YAML, every default filled in) and stop: nothing is "
+        "trained or written. Check a study against its paper before renting GPUs.",
+    ),
 ) -> None:
     """Run (or resume) a study: every run not done yet, then print its table and write its report.
 
@@ -76,6 +84,13 @@ def run_cmd(
             data = study.to_dict()
             data["config"].update({k: yaml.safe_load(v) for k, v in parse_kv(set_).items()})
             study = parse_study(data, where=name_or_yaml)
+        if dry_run:
+            from losslab.study.dry_run import dry_run_yaml
+
+            typer.echo(dry_run_yaml(study), nl=False)
+            return
+        if out is None:
+            raise ValueError("--out DIR is required: the study folder (or pass --dry-run to print the runs)")
         fn = _load_run_fn(run_fn)
         start = time.time()
         summary = run_study(study, out, run_fn=fn, executor=executor, workers=workers, address=address,

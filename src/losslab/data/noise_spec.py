@@ -101,6 +101,9 @@ def _resolve(term: Term, spec: str) -> NoiseOp:
     if kind is None:
         near = suggest(term.name, NOISES)
         raise SpecError(spec, term.pos, f"unknown label noise {term.name!r}.{near} Known: {', '.join(NOISES)}", _WHAT)
+    if term.inner is not None:
+        msg = f"{term.name}(...) takes parameters such as px=2, not another term; join corruptions with '+'"
+        raise SpecError(spec, term.inner.pos, msg, _WHAT)
     params = {}
     for key, value in term.params.items():
         if key not in kind.params:

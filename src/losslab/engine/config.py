@@ -101,6 +101,10 @@ class TrainConfig:
         skip_bad: leave out the dataset entries that cannot be used (``losslab data check`` lists
             them) instead of refusing the dataset.
         fps_images: how many images the FPS measurement times.
+        eval_score_threshold: detections scoring below this are left out of the COCO evaluation
+            (0 keeps every detection the model returns, as COCO's own evaluation expects). The
+            YOLACT++ loss survey's ``eval.py`` used 0.15 (its ``--score_threshold`` default): a
+            truncated precision-recall curve, so its APs are not comparable with a threshold of 0.
         num_samples: how many val images get a sample-prediction overlay in ``samples/``.
         ddp_find_unused: let DDP handle parameters that get no gradient in some step (a batch
             without positives); costs one extra graph traversal per step, set false to save it.
@@ -145,6 +149,7 @@ class TrainConfig:
     threads: int = 0
     skip_bad: bool = False
     fps_images: int = 50
+    eval_score_threshold: float = 0.0
     num_samples: int = 8
     ddp_find_unused: bool = True
 
@@ -172,6 +177,11 @@ class TrainConfig:
             )
         if not 0 <= self.momentum < 1:
             raise ValueError(f"train config: momentum must lie in [0, 1), got {self.momentum}")
+        if not 0 <= self.eval_score_threshold < 1:
+            raise ValueError(
+                f"train config: eval_score_threshold must lie in [0, 1), got {self.eval_score_threshold} "
+                "(0 keeps every detection; the YOLACT++ loss survey used 0.15)"
+            )
         if not 0 <= self.max_skipped_fraction <= 1:
             raise ValueError(f"train config: max_skipped_fraction must lie in [0, 1], got {self.max_skipped_fraction}")
         if any(s <= 0 for s in self.lr_steps):

@@ -283,6 +283,13 @@ def evaluate_coco(
     return evaluate_coco_with_pr(gt, detections, iou_types, **options)[0]
 
 
+def _above(pred: dict[str, torch.Tensor], threshold: float) -> dict[str, torch.Tensor]:
+    """One image's detections scoring at least ``threshold`` (every per-detection tensor filtered)."""
+    keep = pred["scores"] >= threshold
+    n = int(keep.shape[0])
+    return {k: v[keep] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n else v for k, v in pred.items()}
+
+
 class InstanceEvaluator:
     """COCO evaluation of an instance-segmentation model, detectron2 style.
 
@@ -299,6 +306,8 @@ class InstanceEvaluator:
         iou_types: subset of ``("segm", "bbox", "boundary")``.
         mask_threshold: probability above which a mask pixel is foreground.
         use_mask_area: size classes of mask/boundary AP from the mask area (see ``evaluate_coco``).
+        score_threshold: detections scoring below this are left out (the trainer key
+            ``eval_score_threshold``; 0 keeps them all).
 
     Attributes:
         detections: the COCO result dicts gathered so far (write them to json if wanted).
@@ -312,8 +321,10 @@ class InstanceEvaluator:
         iou_types: Sequence[str] = IOU_TYPES,
         mask_threshold: float = 0.5,
         use_mask_area: bool = True,
+        score_threshold: float = 0.0,
     ):
         self.gt = _load_json(gt, "ground-truth")  # read once, copied by each evaluation
+        self.score_threshold = float(score_threshold)
         self.label_to_cat = dict(label_to_cat)
         self.iou_types = tuple(iou_types)
         self.mask_threshold = mask_threshold
@@ -329,6 +340,8 @@ class InstanceEvaluator:
 
     def process(self, targets: Sequence[dict[str, Any]], preds: Sequence[dict[str, torch.Tensor]]) -> None:
         """Add one batch: the dataset's targets and the model's eval outputs for the same images."""
+        if self.score_threshold > 0:
+            preds = [_above(p, self.score_threshold) for p in preds]
         self.detections.extend(predictions_to_coco(preds, targets, self.label_to_cat, self.mask_threshold))
         self._img_ids.update(int(t["image_id"]) for t in targets)
         self.fill.update(targets, preds)
@@ -396,6 +409,7 @@ def evaluate_model(
     collate_fn: Callable[[list], Any] | None = None,
     workers: int = 0,
     per_image: bool = False,
+    score_threshold: float = 0.0,
 ) -> Evaluation:
     """The evaluator matching ``task`` over the whole ``dataset``, in one pass without gradients.
 
@@ -403,11 +417,13 @@ def evaluate_model(
     ``ann_file``, labels mapped with its ``label_to_cat``); dense task: ``DenseEvaluator`` (IoU,
     Dice, Boundary IoU, depth errors). ``per_image`` adds each image's mask AP to the details
     (one COCOeval per image: asked for by the final evaluation of a run, not by periodic ones).
-    The model's train/eval mode is restored afterwards.
+    ``score_threshold`` leaves out instance detections scoring below it. The model's train/eval
+    mode is restored afterwards.
     """
     if task == "instance":
         # the json as the dataset read it (integer ids, flat polygons wrapped), else the file itself
-        evaluator: Any = InstanceEvaluator(getattr(dataset, "gt", dataset.ann_file), dataset.label_to_cat)
+        gt = getattr(dataset, "gt", dataset.ann_file)
+        evaluator: Any = InstanceEvaluator(gt, dataset.label_to_cat, score_threshold=score_threshold)
     else:
         evaluator = DenseEvaluator()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn, num_workers=workers)

@@ -87,7 +87,9 @@ def evaluate_checkpoint(
     root = dataset_root(train, model.task)
     size = int(model.config.input_size)
     dataset, collate_fn = build_split(root, split, model.task, size, False, skip_bad=skip_bad or train.skip_bad)
-    return evaluate_model(model, dataset, model.task, device, batch_size, collate_fn).metrics
+    return evaluate_model(
+        model, dataset, model.task, device, batch_size, collate_fn, score_threshold=train.eval_score_threshold
+    ).metrics
 
 
 def predict_files(

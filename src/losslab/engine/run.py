@@ -188,7 +188,9 @@ def _run(run: RunConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
     )
 
     def evaluate(m: nn.Module, per_image: bool = False) -> Evaluation:
-        return evaluate_model(m, val_set, run.task, device, cfg.batch_size, collate_fn, cfg.workers, per_image)
+        return evaluate_model(
+            m, val_set, run.task, device, cfg.batch_size, collate_fn, cfg.workers, per_image, cfg.eval_score_threshold
+        )
 
     if cfg.eval_every > 0:
         trainer.register_hooks(

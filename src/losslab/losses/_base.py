@@ -1,7 +1,9 @@
 """The mask-loss contract: input checks, per-instance reduction over valid pixels, and the
 lazily shared quantities (sigmoid, log-sigmoid, valid counts) that a hybrid computes once.
 
-A mask loss subclasses ``MaskLoss`` and implements ``per_instance(x: MaskInputs) -> (N,)``.
+A mask loss subclasses ``MaskLoss`` and implements ``per_instance(x: MaskInputs) -> (N,)``; a loss
+with a value per pixel subclasses ``PixelLoss`` and implements ``per_pixel(x) -> (N, H, W)`` instead
+(operators such as ``log_cosh(...)`` need those values).
 
 Pixel losses are a sum over each instance's valid pixels divided by a per-instance ``area``: by
 default the number of valid pixels (a mean), or a divisor the caller passes (YOLACT divides the
@@ -19,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["REDUCTIONS", "MaskInputs", "MaskLoss", "ReducedLoss", "check_mask_inputs", "reduce"]
+__all__ = ["REDUCTIONS", "MaskInputs", "MaskLoss", "PixelLoss", "ReducedLoss", "check_mask_inputs", "reduce"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -193,6 +195,19 @@ class MaskInputs:
         """``Σ g`` over valid pixels, ``(N,)``."""
         return self.g_valid.sum(dim=(1, 2))
 
+    @cached_property
+    def uncropped(self) -> MaskInputs:
+        """The same masks with every pixel valid and no ``area`` (``uncropped(...)`` reads these): a
+        pixel loss averages over all ``H·W`` pixels, a region loss sums over the whole mask. The
+        sigmoid and the per-pixel BCE, when already computed, are shared."""
+        if self.valid is None and self.area is None:
+            return self
+        out = MaskInputs(self.logits, self.target, None, regression=self.regression)
+        for key in ("p", "bce"):  # cached_property values: the same tensors, not recomputed
+            if key in self.__dict__:
+                out.__dict__[key] = self.__dict__[key]
+        return out
+
 
 class ReducedLoss(nn.Module):
     """Base of every catalogue loss: a checked ``reduction`` and the ``check_inputs`` switch
@@ -253,3 +268,16 @@ class MaskLoss(ReducedLoss):
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}" + (", contract='regression'" if self.contract != "mask" else "")
+
+
+class PixelLoss(MaskLoss):
+    """A mask loss with a value per pixel: ``per_instance`` is that value summed over each
+    instance's valid pixels and divided by ``MaskInputs.divisor`` (the valid-pixel count, or the
+    caller's ``area``). Subclasses implement ``per_pixel(x) -> (N, H, W)``.
+    """
+
+    def per_pixel(self, x: MaskInputs) -> Tensor:
+        raise NotImplementedError
+
+    def per_instance(self, x: MaskInputs) -> Tensor:
+        return x.mean(self.per_pixel(x))

@@ -7,7 +7,8 @@ import warnings
 from torch import Tensor, nn
 
 from losslab.config import suggest
-from losslab.losses._base import REDUCTIONS, MaskInputs, MaskLoss, reduce
+from losslab.losses._base import REDUCTIONS, MaskInputs, MaskLoss, PixelLoss, reduce
+from losslab.losses.operators import OPERATORS, LogCosh, Uncropped
 from losslab.losses.registry import CONTRACTS, get_loss_info, list_losses
 from losslab.losses.spec import SpecError, Term, format_spec, format_term, parse_spec
 
@@ -100,14 +101,84 @@ def _resolve_term(term: Term, spec: str, contract: str) -> tuple[dict, object]:
     return params, info
 
 
-def create_loss(spec: str, reduction: str = "mean", contract: str = "mask") -> nn.Module:
+def _build_operator(term: Term, spec: str, reduction: str, contract: str, crop: bool) -> nn.Module:
+    cls, _ = OPERATORS[term.name]
+    if term.inner is None:
+        example = "log_cosh(pixel_dice(smooth=0.1))" if term.name == "log_cosh" else "uncropped(mse)"
+        raise SpecError(spec, term.pos, f"{term.name} wraps a loss, as in {example}; it takes no parameters")
+    inner = _build_term(term.inner, spec, reduction, contract, crop)
+    if cls is LogCosh:
+        if not isinstance(inner, PixelLoss):
+            raise SpecError(
+                spec,
+                term.inner.pos,
+                f"log_cosh needs a loss with a value per pixel; {format_term(term.inner)} has none (it is "
+                "computed from sums over the mask"
+                + ("; log_cosh_dice is log-cosh of the region Dice" if term.inner.name == "dice" else "")
+                + "). Pixel losses: "
+                + ", ".join(n for n in list_losses(contract=contract) if issubclass(get_loss_info(n).cls, PixelLoss)),
+            )
+        if term.inner.name == "bce" and not term.inner.inner:
+            _warn_same(format_term(term), "log_cosh_bce", "log_cosh_bce is log(cosh(·)) of each pixel's BCE")
+        return LogCosh(inner, reduction=reduction)
+    if isinstance(inner, Uncropped):
+        raise SpecError(spec, term.inner.pos, "uncropped(...) is already uncropped; wrap the loss once")
+    if not crop:
+        _warn_same(
+            format_term(term), format_term(term.inner), "this model has no crop: every term already sees the whole mask"
+        )
+    return Uncropped(inner, crop=crop, reduction=reduction)
+
+
+def _identity(term: Term) -> str:
+    """What a term computes, without its weight: ``dice(smooth=1, squared=true)`` and
+    ``dice(squared=true, smooth=1)`` are one loss."""
+    inner = "" if term.inner is None else _identity(term.inner)
+    return f"{term.name}{sorted(term.params.items())!r}({inner})"
+
+
+def _warn_same(spec: str, equiv: str, why: str) -> None:
+    warnings.warn(f"'{spec}' is the same loss as '{equiv}': {why}", LossEquivalenceWarning, stacklevel=4)
+
+
+def _build_term(term: Term, spec: str, reduction: str, contract: str, crop: bool) -> nn.Module:
+    """The module of one term, without its weight (operators build their inner term first)."""
+    if term.name in OPERATORS:
+        module = _build_operator(term, spec, reduction, contract, crop)
+    else:
+        if term.inner is not None:
+            ops = ", ".join(OPERATORS)
+            raise SpecError(
+                spec, term.inner.pos, f"{term.name}(...) takes parameters (key=value), not a loss; operators: {ops}"
+            )
+        params, info = _resolve_term(term, spec, contract)
+        try:
+            module = info.cls(**params, reduction=reduction)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(spec, term.pos, f"bad parameters for {term.name}: {exc}") from None
+        # Simplifiers state equivalences on probabilities in [0, 1]; on raw values (regression) they
+        # need not hold (Huber with delta >= 1 is not 0.5*mse there).
+        if info.simplify is not None and contract == "mask":
+            simpler = info.simplify(params)
+            if simpler is not None:
+                _warn_same(format_term(Term(1.0, term.name, term.params)), *simpler)
+    if isinstance(module, MaskLoss):
+        module.contract = contract
+    return module
+
+
+def create_loss(spec: str, reduction: str = "mean", contract: str = "mask", crop: bool = True) -> nn.Module:
     """Build the loss a spec names.
 
     Args:
-        spec: ``"bce"``, ``"0.5*mse + bce"``, ``"huber(delta=2) + 0.5*dice(squared=true)"``.
+        spec: ``"bce"``, ``"0.5*mse + bce"``, ``"huber(delta=2) + 0.5*dice(squared=true)"``, with
+            operators ``"bce + 0.5*uncropped(mse)"``, ``"log_cosh(pixel_dice(smooth=0.1))"``
+            (``losslab.losses.operators``).
         reduction: ``"mean"`` (over instances), ``"sum"`` or ``"none"`` (per-instance values).
         contract: ``"mask"`` (logits and targets in [0, 1], the default), ``"regression"`` (raw
             values, e.g. depth), ``"box"`` or ``"class"``.
+        crop: whether the caller's ``valid`` is a crop (YOLACT's box) that ``uncropped(...)`` undoes;
+            a model without one passes ``False`` and ``uncropped(x)`` is ``x`` (with a warning).
 
     Returns:
         an ``nn.Module``; mask losses are called as ``loss(logits, target, valid=None)``. The module
@@ -115,7 +186,8 @@ def create_loss(spec: str, reduction: str = "mean", contract: str = "mask") -> n
 
     Raises:
         ValueError: an unknown loss or parameter (with the closest names), a malformed spec (with
-            the position), an unknown reduction, or a loss that does not take ``contract``.
+            the position), an unknown reduction, a loss that does not take ``contract``, or an
+            operator applied to what it cannot wrap (with the reason).
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -124,26 +196,10 @@ def create_loss(spec: str, reduction: str = "mean", contract: str = "mask") -> n
     terms = parse_spec(spec)
     built: list[tuple[float, nn.Module, str]] = []
     for term in terms:
-        params, info = _resolve_term(term, spec, contract)
-        try:
-            module = info.cls(**params, reduction=reduction)
-        except (TypeError, ValueError) as exc:
-            raise SpecError(spec, term.pos, f"bad parameters for {term.name}: {exc}") from None
-        if isinstance(module, MaskLoss):
-            module.contract = contract
-        # Simplifiers state equivalences on probabilities in [0, 1]; on raw values (regression) they
-        # need not hold (Huber with delta >= 1 is not 0.5*mse there).
-        if info.simplify is not None and contract == "mask":
-            simpler = info.simplify(params)
-            if simpler is not None:
-                equiv, why = simpler
-                warnings.warn(
-                    f"'{format_term(term)}' is the same loss as '{equiv}': {why}",
-                    LossEquivalenceWarning,
-                    stacklevel=2,
-                )
-        built.append((term.weight, module, format_term(term)))
-    names = [t.name + repr(sorted(t.params.items())) for t in terms]
+        if term.name in OPERATORS and contract not in ("mask", "regression"):
+            raise SpecError(spec, term.pos, f"{term.name}(...) wraps mask losses; the {contract!r} contract has none")
+        built.append((term.weight, _build_term(term, spec, reduction, contract, crop), format_term(term)))
+    names = [_identity(t) for t in terms]
     if len(set(names)) != len(names):
         warnings.warn(
             f"'{spec}' names the same loss twice; its weights simply add up",

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor
 
-from losslab.losses._base import MaskInputs, MaskLoss
+from losslab.losses._base import MaskInputs, MaskLoss, PixelLoss
 from losslab.losses._functional import check_number, log_cosh, safe_pow
 from losslab.losses.registry import register_loss
 
@@ -125,7 +125,7 @@ class LogCoshDiceLoss(DiceLoss):
     description="per-pixel ratio 1 − (2pg + s)/(p + g + s), averaged: what the YOLACT++ survey's code computed",
     source="YolactLossSurvey layers/modules/multibox_loss.py (dice_loss, smooth 0.1)",
 )
-class PixelDiceLoss(MaskLoss):
+class PixelDiceLoss(PixelLoss):
     """``1 - (2·p·g + s) / (p + g + s)`` for each pixel, averaged over valid pixels.
 
     Not a region Dice: the YOLACT++ loss survey's code (``MultiBoxLoss.dice_loss`` in
@@ -145,9 +145,9 @@ class PixelDiceLoss(MaskLoss):
         super().__init__(reduction=reduction)
         self.smooth = check_number("pixel_dice", "smooth", smooth, low=0.0, low_open=True)
 
-    def per_instance(self, x: MaskInputs) -> Tensor:
+    def per_pixel(self, x: MaskInputs) -> Tensor:
         p, g, s = x.p, x.target, self.smooth
-        return x.mean(1.0 - (2.0 * p * g + s) / (p + g + s))
+        return 1.0 - (2.0 * p * g + s) / (p + g + s)
 
 
 @register_loss(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from losslab.losses._base import MaskInputs, MaskLoss
+from losslab.losses._base import MaskInputs, PixelLoss
 from losslab.losses.registry import register_loss
 
 __all__ = ["BerHuLoss"]
@@ -23,7 +23,7 @@ __all__ = ["BerHuLoss"]
     source="Laina et al. 2016, 'Deeper depth prediction with fully convolutional residual networks'",
     contracts=("regression",),
 )
-class BerHuLoss(MaskLoss):
+class BerHuLoss(PixelLoss):
     """The reverse Huber (berHu) loss on ``e = prediction − target``, averaged over valid pixels::
 
         B(e) = |e|               if |e| <= c
@@ -47,12 +47,12 @@ class BerHuLoss(MaskLoss):
             raise ValueError(f"berhu c is a fraction of the largest error in (0, 1], got {c}")
         self.c = float(c)
 
-    def per_instance(self, x: MaskInputs) -> Tensor:
+    def per_pixel(self, x: MaskInputs) -> Tensor:
         err = (x.p - x.target).abs()
         c = self.c * x.masked(err).amax(dim=(1, 2), keepdim=True)
         safe_c = c.clamp_min(torch.finfo(err.dtype).tiny)
         quadratic = (err * err + c * c) / (2 * safe_c)
-        return x.mean(torch.where(err <= c, err, quadratic))
+        return torch.where(err <= c, err, quadratic)
 
     def extra_repr(self) -> str:
         return f"c={self.c}, " + super().extra_repr()

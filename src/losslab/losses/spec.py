@@ -3,11 +3,15 @@
 Grammar (whitespace is free)::
 
     spec   := term ("+" term)*
-    term   := [number "*"] name ["(" [param ("," param)*] ")"]
+    term   := [number "*"] call ["*" number]
+    call   := name ["(" [param ("," param)*] ")"] | name "(" call ")"
     param  := key "=" value
     value  := number | true | false | none | word | 'text' | "text"
 
-Examples: ``"bce"``, ``"0.5*mse + bce"``, ``"huber(delta=2) + 0.5*dice(squared=true)"``.
+Examples: ``"bce"``, ``"0.5*mse + bce"``, ``"huber(delta=2) + 0.5*dice(squared=true)"``, and an
+operator applied to a term: ``"bce + 0.5*uncropped(mse)"``, ``"log_cosh(pixel_dice(smooth=0.1))"``.
+Which names are operators is the reader's business (``losslab.losses.factory``); the parser only
+tells ``name(key=value)`` (parameters) from ``name(other(...))`` (a nested term, without a weight).
 
 Other specs of the same shape without weights (``label_noise``: ``"boundary(px=2) + drop(p=0.1)"``)
 reuse this parser through ``parse_spec(..., what=..., item=..., weights=False)``.
@@ -41,12 +45,17 @@ class SpecError(ValueError):
 
 @dataclass
 class Term:
-    """One ``weight * name(params)`` term of a spec; ``pos`` is where its name starts."""
+    """One ``weight * name(params)`` term of a spec; ``pos`` is where its name starts.
+
+    ``inner`` is the term an operator wraps (``uncropped(mse)``: name ``"uncropped"``, inner ``mse``);
+    ``None`` for a plain term. An inner term has weight 1.
+    """
 
     weight: float
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     pos: int = 0
+    inner: Term | None = None
 
 
 def _value(text: str) -> Any:
@@ -115,32 +124,7 @@ class _Parser:
             if self.peek() != "*":
                 raise self.error(f"expected '*' after the weight {num}")
             self.i += 1
-        self.ws()
-        pos = self.i
-        name = self.match(_NAME)
-        if name is None:
-            found = repr(self.s[self.i]) if self.i < len(self.s) else "the end"
-            raise self.error(f"expected a {self.item} name, found {found}")
-        params: dict[str, Any] = {}
-        if self.peek() == "(":
-            self.i += 1
-            if self.peek() != ")":
-                while True:
-                    kpos = self.i
-                    self.ws()
-                    kpos = self.i
-                    key = self.match(_NAME)
-                    if key is None:
-                        raise self.error(f"expected a parameter name inside {name}(...)")
-                    if key in params:
-                        raise self.error(f"parameter {key!r} given twice", kpos)
-                    self.expect("=")
-                    params[key] = self.value()
-                    if self.peek() == ",":
-                        self.i += 1
-                        continue
-                    break
-            self.expect(")")
+        term = self.call()
         if self.peek() == "*":
             if not self.weights:
                 raise self.error(f"the terms of a {self.what} take no weight")
@@ -153,7 +137,54 @@ class _Parser:
             raise self.error(f"weight {weight} is not a finite number (a literal beyond ~1.8e308 overflows)", start)
         if weight <= 0:
             raise self.error("weights must be positive", start)
-        return Term(weight=weight, name=name, params=params, pos=pos)
+        term.weight = weight
+        return term
+
+    def call(self) -> Term:
+        """``name``, ``name(key=value, ...)`` or ``name(inner_call)``, without a weight."""
+        self.ws()
+        pos = self.i
+        name = self.match(_NAME)
+        if name is None:
+            found = repr(self.s[self.i]) if self.i < len(self.s) else "the end"
+            raise self.error(f"expected a {self.item} name, found {found}")
+        if self.peek() != "(":
+            return Term(weight=1.0, name=name, pos=pos)
+        self.i += 1
+        if self._nested_term_follows():
+            self.ws()
+            if _NUMBER.match(self.s, self.i):
+                raise self.error(f"a term inside {name}(...) takes no weight; put it outside: 0.5*{name}(...)")
+            inner = self.call()
+            self.expect(")")
+            return Term(weight=1.0, name=name, pos=pos, inner=inner)
+        params: dict[str, Any] = {}
+        if self.peek() != ")":
+            while True:
+                self.ws()
+                kpos = self.i
+                key = self.match(_NAME)
+                if key is None:
+                    raise self.error(f"expected a parameter name inside {name}(...)")
+                if key in params:
+                    raise self.error(f"parameter {key!r} given twice", kpos)
+                self.expect("=")
+                params[key] = self.value()
+                if self.peek() == ",":
+                    self.i += 1
+                    continue
+                break
+        self.expect(")")
+        return Term(weight=1.0, name=name, params=params, pos=pos)
+
+    def _nested_term_follows(self) -> bool:
+        """After ``name(``: whether a term follows (``mse)``, ``dice(``, ``0.5*``) rather than ``key=``."""
+        rest = self.s[self.i :].lstrip()
+        num = _NUMBER.match(rest)
+        if num is not None:  # ``0.5*mse`` is a weighted term; a bare ``2`` is a value without its key
+            return rest[num.end() :].lstrip().startswith("*")
+        m = _NAME.match(rest)
+        return m is not None and not rest[m.end() :].lstrip().startswith("=")
 
     def value(self) -> Any:
         self.ws()
@@ -215,9 +246,13 @@ def _fmt_value(v: Any) -> str:
 
 
 def format_term(term: Term) -> str:
-    """``Term(0.5, "dice", {"squared": True})`` -> ``"0.5*dice(squared=true)"``."""
-    args = ", ".join(f"{k}={_fmt_value(v)}" for k, v in term.params.items())
-    body = f"{term.name}({args})" if args else term.name
+    """``Term(0.5, "dice", {"squared": True})`` -> ``"0.5*dice(squared=true)"``; an operator's inner
+    term goes inside its parentheses (``"0.5*uncropped(mse)"``)."""
+    if term.inner is not None:
+        body = f"{term.name}({format_term(term.inner)})"
+    else:
+        args = ", ".join(f"{k}={_fmt_value(v)}" for k, v in term.params.items())
+        body = f"{term.name}({args})" if args else term.name
     return body if term.weight == 1 else f"{term.weight:g}*{body}"
 
 

@@ -106,7 +106,7 @@ class HeadLoss(nn.Module):
 
     def __init__(self, spec: str, contract: str = "mask", weight: float = 1.0):
         super().__init__()
-        self.loss = create_loss(spec, contract=contract)
+        self.loss = create_loss(spec, contract=contract, crop=False)  # valid marks ignored pixels, not a crop
         self.contract = contract
         self.weight = float(weight)
 

@@ -80,10 +80,49 @@ QUICK_TUNE = {"grid": {"lr": [3e-4, 1e-3, 3e-3]}, "seeds": 1, "tolerance": QUICK
 #: each distinct architecture once, after training, in a quiet process.
 QUICK_FPS_IMAGES = 1
 
-#: The paper's scale (Section IV): 2,000 train / 200 val images, 512 px, SGD at lr 1e-4; the
-#: survey's config trained 4,000 iterations (`yolact_plus_cig_butts_config.max_iter`).
+#: The survey's training, as its code ran it (selamikarakas/YolactLossSurvey: `train.py` and
+#: `yolact_plus_cig_butts_config` in `data/config.py`), for a GPU and the real Cigarette Butts download
+#: (2,000 train / 200 val images; `dataset: {path: ...}`), with the paper's Section IV:
+#: - YOLACT++ with ResNet-101 + DCN at 512 px, fine-tuned from ImageNet weights (its `init_weights`
+#:   loads `resnet101_reducedfc.pth`, torchvision's ResNet-101 without the classifier): here
+#:   torchvision's IMAGENET1K_V1 weights, which must be in torch's hub cache when there is no
+#:   internet (the run refuses with the file name and where it goes).
+#: - SGD, momentum 0.9, weight decay 5e-4, lr 1e-4 (the paper's; the config's is 1e-3, so it came from
+#:   `--lr 1e-4`, which train.py's autoscale does not touch: only `cfg.lr` is scaled, and an `--lr`
+#:   replaces it). The warm-up runs from lr_warmup_init = 1e-4 to the lr (flat at 1e-4), and the
+#:   config's lr steps (280k, 600k, 700k, 750k iterations) lie beyond every run: the rate is constant.
+#: - SSD augmentation (photometric, expand, random crop, mirror): losslab's `augment: ssd`.
+#: - Float32 training (`amp: false`): train.py has no mixed precision.
+#: - Evaluation keeps detections scoring at least 0.15 (its eval.py `--score_threshold` default, which
+#:   its `prep_metrics` applies): `eval_score_threshold: 0.15`.
+SURVEY_CONFIG = {
+    "input_size": 512,
+    "pretrained_backbone": True,
+    "optimizer": "sgd",
+    "lr": 1e-4,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "warmup_iters": 0,
+    "lr_steps": [],
+    "augment": "ssd",
+    "eval_score_threshold": 0.15,
+    "amp": False,  # dbolya's train.py trains in float32
+}
+#: Its config's iterations at batch 8 (`yolact_plus_cig_butts_config.max_iter`).
+SURVEY_MAX_ITER = 4000
+#: GPUs the survey trained on (Section IV: 2 x NVIDIA RTX A6000); train.py freezes batch norm when a
+#: GPU's share of the batch is below 6.
+SURVEY_GPUS = 2
 PAPER_DATASET = {"synthetic": {"train": 2000, "val": 200, "size": 512, "seed": 0}}
-PAPER_CONFIG = {"max_iter": 4000, "lr": 0.0001, "input_size": 512}
+
+
+def survey_batch(batch_size: int, gpus: int = SURVEY_GPUS) -> dict[str, Any]:
+    """train.py's rules for a batch size: autoscale divides ``max_iter`` by ``batch_size / 8``
+    (``cfg.max_iter //= factor``: 2 -> 16,000, 8 -> 4,000, 16 -> 2,000 iterations), and batch norm is
+    frozen when ``batch_size // gpus < 6``."""
+    factor = batch_size / 8
+    return {"batch_size": batch_size, "max_iter": int(SURVEY_MAX_ITER // factor), "freeze_bn": batch_size // gpus < 6}
+
 
 #: The survey README's nine configurations (its results table, in its order).
 README_LOSSES = {
@@ -124,6 +163,54 @@ def _hybrid_losses() -> dict[str, str]:
         b = "" if beta == 1 else f"{beta}*"
         out[f"{name} (α={alpha}, β={beta})"] = f"{a}{first} + {b}{second}"
     return out
+
+
+#: The audit's single losses: as the survey's code ran them, and as it meant them.
+AUDIT_SINGLE = {
+    "BCE": "bce",
+    "MSE (as run: BCE)": "bce",
+    "MSE (meant)": "mse",
+    "Huber δ=1/2/3 (as run: 0.5·MSE)": "0.5*mse",
+    "Dice (as run: pixel_dice)": "pixel_dice(smooth=0.1)",
+    "Dice (meant)": "dice",
+    "LCDL (as run: log_cosh(pixel_dice))": "log_cosh(pixel_dice(smooth=0.1))",
+    "LCDL (meant: log_cosh_dice)": "log_cosh_dice",
+    "LCBCE": "log_cosh_bce",
+}
+#: What each survey loss name is on probabilities: (weight, loss). Huber with delta >= 1 is 0.5*mse.
+_ON_PROBABILITIES = {"HL": (0.5, "mse"), "MSE": (1.0, "mse"), "BCE": (1.0, "bce")}
+#: In the survey's configs, which loss of each Table III pair ran in the crop (the config's main
+#: loss) and which on the uncropped mask (``double_loss_type``, weighted by α): HL + BCE is
+#: yolact_plus_huber_bce_loss (main BCE, double Huber), MSE + BCE yolact_plus_mse_bce_loss (main
+#: BCE, double MSE), MSE + HL and HL + MSE yolact_plus_mse_huber_loss (main Huber, double MSE).
+_AS_RUN = {"HL + BCE": ("BCE", "HL"), "MSE + BCE": ("BCE", "MSE"), "MSE + HL": ("HL", "MSE"), "HL + MSE": ("HL", "MSE")}
+
+
+def _weighted(weight: float, body: str) -> str:
+    return body if weight == 1 else f"{weight:g}*{body}"
+
+
+def _audit_hybrids() -> dict[str, str]:
+    """Table III's rows as run (``uncropped``) and in the crop, with Huber written as 0.5*mse."""
+    out = {}
+    for name, alpha, beta in _HYBRID_ROWS:
+        first, second = (p.strip() for p in name.split("+"))
+        main, double = _AS_RUN[name]
+        w_main, main_loss = _ON_PROBABILITIES[main]
+        w_double, double_loss = _ON_PROBABILITIES[double]
+        as_run = f"{_weighted(w_main, main_loss)} + {_weighted(alpha * w_double, f'uncropped({double_loss})')}"
+        terms: dict[str, float] = {}
+        for loss_name, weight in ((first, alpha), (second, beta)):
+            w, loss = _ON_PROBABILITIES[loss_name]
+            terms[loss] = terms.get(loss, 0.0) + weight * w
+        in_crop = " + ".join(_weighted(w, loss) for loss, w in sorted(terms.items(), key=lambda t: t[0] != "mse"))
+        out[f"{name} α={alpha:g} (as run)"] = as_run
+        out[f"{name} α={alpha:g} (in crop)"] = in_crop
+    return out
+
+
+def _wall_time_audit() -> str:
+    return "Wall time: not measured yet."
 
 
 def _cpu_dataset() -> dict[str, Any]:
@@ -244,20 +331,25 @@ BUILTIN_STUDIES: dict[str, dict[str, Any]] = {
         "dataset": PAPER_DATASET,
         "model": "yolact_plus_base",
         # The README's BCE row (83.65) is Table I's batch-8 row: the README ran at batch 8.
-        "config": {**PAPER_CONFIG, "batch_size": 8},
+        "config": {**SURVEY_CONFIG, **survey_batch(8)},
         "grid": {"mask_loss": dict(README_LOSSES)},
         "seeds": 3,
         "baseline": "BCE",
+        "published": "yolact_loss_survey",
     },
     "paper-batch": {
         "name": "paper-batch",
-        "description": "Table I of the paper: YOLACT++ with BCE at batch sizes 2, 8 and 16.",
+        "description": (
+            "Table I of the paper: YOLACT++ with BCE at batch sizes 2, 8 and 16, as the survey's train.py "
+            "ran them (iterations autoscaled, batch norm frozen below 6 images per GPU on its 2 GPUs). For GPUs."
+        ),
         "dataset": PAPER_DATASET,
         "model": "yolact_plus_base",
-        "config": {**PAPER_CONFIG, "mask_loss": "bce"},
-        "grid": {"batch_size": {"batch 2": 2, "batch 8": 8, "batch 16": 16}},
+        "config": {**SURVEY_CONFIG, "mask_loss": "bce"},
+        "grid": {"variants": {f"batch {b}": survey_batch(b) for b in (2, 8, 16)}},
         "seeds": 3,
         "baseline": "batch 8",
+        "published": "yolact_loss_survey",
     },
     "paper-single": {
         "name": "paper-single",
@@ -267,7 +359,7 @@ BUILTIN_STUDIES: dict[str, dict[str, Any]] = {
         ),
         "dataset": PAPER_DATASET,
         "model": "yolact_plus_base",
-        "config": {**PAPER_CONFIG, "batch_size": 16},
+        "config": {**SURVEY_CONFIG, **survey_batch(16)},
         "grid": {
             "mask_loss": {
                 "BCE": "bce",
@@ -280,48 +372,48 @@ BUILTIN_STUDIES: dict[str, dict[str, Any]] = {
         },
         "seeds": 3,
         "baseline": "BCE",
+        "published": "yolact_loss_survey",
     },
     "paper-hybrid": {
         "name": "paper-hybrid",
         "description": "Table III of the paper: every weighted hybrid alpha*Loss1 + beta*Loss2, against BCE.",
         "dataset": PAPER_DATASET,
         "model": "yolact_plus_base",
-        "config": {**PAPER_CONFIG, "batch_size": 16},
+        "config": {**SURVEY_CONFIG, **survey_batch(16)},
         "grid": {"mask_loss": _hybrid_losses()},
         "seeds": 3,
         "baseline": "BCE",
+        "published": "yolact_loss_survey",
     },
     "audit": {
         "name": "audit",
         "description": (
-            "The survey's code as it ran against the losses it meant: its Dice was a per-pixel "
-            "ratio (pixel_dice, smooth 0.1), its MSE configuration set `use_MSE_loss` while the "
-            "code reads `use_mse_loss` (so it trained plain BCE), and its Huber on probabilities "
-            "is 0.5*MSE for any delta >= 1."
+            "The survey's code as it ran against the losses it meant, row by row (its README and Tables "
+            "II-III): its Dice was a per-pixel ratio (pixel_dice, smooth 0.1) and its Log-Cosh-Dice "
+            "log-cosh of that ratio; its MSE configuration set `use_MSE_loss` while the code reads "
+            "`use_mse_loss` (so it trained plain BCE); its Huber on probabilities is 0.5*MSE for any "
+            "delta >= 1; its hybrids added the second loss on the uncropped mask (YOLACT's "
+            "mask_proto_double_loss), beside the same hybrids in the crop. " + _wall_time_audit()
         ),
         "dataset": _cpu_dataset(),
         "model": QUICK_MODEL,
         "config": dict(_LITE_CONFIG),
-        "grid": {
-            "mask_loss": {
-                "BCE": "bce",
-                "Dice (as run: pixel_dice)": "pixel_dice(smooth=0.1)",
-                "Dice (meant)": "dice",
-                "MSE (as run: BCE)": "bce",
-                "MSE (meant)": "mse",
-                "Huber δ=2 (as run)": "huber(delta=2)",
-                "0.5*MSE (what it is)": "0.5*mse",
-            }
-        },
+        "grid": {"mask_loss": {**AUDIT_SINGLE, **_audit_hybrids()}},
         "seeds": 3,
         "baseline": "BCE",
         "tune": QUICK_TUNE,
         "margin": QUICK_MARGIN,
         "notes": [
             "'MSE (as run: BCE)' is the same configuration as 'BCE': its numbers are the BCE runs.",
-            "The survey's hybrids added the second loss on the uncropped mask (mask_proto_double_loss); "
-            "losslab's hybrids apply every term to the same cropped mask.",
+            "Huber on probabilities is written 0.5*mse (|p - g| <= 1 <= delta): the survey's Huber rows, its "
+            "HL terms and its delta = 1, 2, 3 are that loss, so rows the survey ran as different "
+            "configurations share runs here (HL + BCE at α is MSE + BCE at α/2, as run and in the crop).",
+            "'as run': the first loss of 'α·Loss1 + β·Loss2' on the uncropped prototype-resolution mask, "
+            "summed and divided by its h·w (uncropped(...)), the second in the crop divided by the box "
+            "area, as the survey's config (mask_proto_double_loss) trained them; 'in crop': both terms "
+            "in the crop, as the paper's formula reads.",
         ],
+        "published": "yolact_loss_survey",
     },
     "maskrcnn-custom": {
         "name": "maskrcnn-custom",

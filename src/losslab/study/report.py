@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from losslab.engine.metric_keys import AP_KEYS
-from losslab.study.document import Block, TableView, flags_text, format_cell, render_markdown, tex_table
+from losslab.study.document import Block, Grid, TableView, flags_text, format_cell, render_markdown, tex_table
 from losslab.study.figures import make_plots
 from losslab.study.flags import COLLAPSE_BOX_AP, COLLAPSE_MASK_AP, PLATEAU_FRACTION, PLATEAU_TOLERANCE
 from losslab.study.noise_report import noise_blocks, print_noise
@@ -114,6 +114,7 @@ def _method_notes(results: StudyResults) -> list[str]:
         if cfg.alias_of:
             notes.append(f"'{cfg.label}' is the same configuration as '{cfg.alias_of}': its numbers are those runs.")
     notes += [
+        _evaluation_note(results),
         f"Converged / still falling: a least-squares line through the total training loss that metrics.csv "
         f"logged over the last {100 * PLATEAU_FRACTION:.0f} % of a run's iterations; its slope is given relative "
         "to the mean loss there, per 1000 iterations, with its 95 % t-interval. A run has converged when the "
@@ -133,6 +134,32 @@ def _method_notes(results: StudyResults) -> list[str]:
         "detectable difference is the true difference the test finds with power 0.8 at level 0.05 / m.",
     ]
     return notes
+
+
+def _published_blocks(results: StudyResults) -> list[Block]:
+    """ "What the published numbers say": the shipped results a spec names (``published``)."""
+    if not results.spec.published:
+        return []
+    from losslab.study.published import own_numbers_text
+
+    text = own_numbers_text(results.spec.published)
+    return [
+        Block("h2", "What the published numbers say", anchor="published"),
+        Block("p", text.intro),
+        Block("grid", Grid(text.header, text.rows, numeric=(1, 3))),
+        Block("list", text.bullets),
+    ]
+
+
+def _evaluation_note(results: StudyResults) -> str:
+    threshold = float(results.spec.config.get("eval_score_threshold", 0.0) or 0.0)
+    if threshold > 0:
+        return (
+            f"Evaluation: detections scoring below {threshold:g} are left out of the COCO evaluation "
+            "(eval_score_threshold; the YOLACT++ loss survey's eval.py used 0.15), which truncates the "
+            "precision-recall curves: these APs are not comparable with APs computed from every detection."
+        )
+    return "Evaluation: every detection the model returns enters the COCO evaluation (eval_score_threshold 0)."
 
 
 def _failed_blocks(results: StudyResults) -> list[Block]:
@@ -171,6 +198,7 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
         blocks += [Block("list", config_lines(results, main))] if main else []
         blocks += tuning
         blocks += _result_blocks(results, tables)
+        blocks += _published_blocks(results)
         noise, noise_figures = noise_blocks(results, tables, out_dir / "plots")  # a label_noise axis only
         blocks += noise
         blocks += [Block("h2", "Runs", anchor="runs"), Block("grid", runs_grid(results, out_dir))]

@@ -16,6 +16,7 @@ A spec (YAML or the same dict in Python)::
     baseline: BCE                                   # a value label of one axis (BCE by default)
     tune: {grid: {lr: [5.0e-4, 1.0e-3, 2.0e-3]}, seeds: 1}   # optional: a tuning stage (study.tuning)
     margin: 2.0                                     # verdicts' equivalence margin (study.verdicts)
+    published: yolact_loss_survey                   # optional: shipped results the report reads it against
 
 Every run is the flat dict ``{"model": ..., "data": ..., **config, **axis values, "seed": s}`` (the
 trainer's keys plus the model's; a synthetic dataset becomes ``data: synthetic`` and ``synth_train``,
@@ -76,6 +77,7 @@ __all__ = [
 #: Top-level keys of a study spec.
 STUDY_KEYS = (
     "name", "description", "dataset", "model", "config", "grid", "seeds", "baseline", "tune", "margin", "notes",
+    "published",
 )  # fmt: skip
 #: Keys of ``dataset``.
 DATASET_KEYS = ("synthetic", "path")
@@ -161,6 +163,7 @@ class StudySpec:
     warnings: list[str] = field(default_factory=list)
     tune: TuneSpec | None = None
     margin: float = DEFAULT_MARGIN
+    published: str | None = None
 
     def configurations(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
         """Every grid point as ``(label, axes, overrides)``, in grid order."""
@@ -282,6 +285,7 @@ class StudySpec:
             **({"tune": self.tune.to_dict()} if self.tune is not None else {}),
             "margin": self.margin,
             "notes": list(self.notes),
+            **({"published": self.published} if self.published else {}),
         }
 
     def to_yaml(self) -> str:
@@ -423,6 +427,7 @@ def parse_study(data: Mapping[str, Any], where: str = "study", seeds: int | None
             items.extend(value.items() if axis == VARIANTS else [(axis, value)])
     study.tune = parse_tune(data.get("tune"), where, dataset, seed_list, list(grid))
     study.margin = _margin(data.get("margin", DEFAULT_MARGIN), where)
+    study.published = _published(data.get("published"), where)
     if study.tune is not None:
         _check_size(grid, len(seed_list) + len(study.tune.points()) * len(study.tune.seeds), where)
         items.extend((k, v) for k, values in study.tune.grid.items() for v in values)
@@ -431,6 +436,21 @@ def parse_study(data: Mapping[str, Any], where: str = "study", seeds: int | None
 
     check_label_noise(items, where)
     return study
+
+
+def _published(value: Any, where: str) -> str | None:
+    """A shipped result table's name (``losslab.study.published``), or ``None``."""
+    if value is None:
+        return None
+    from losslab.study.published import published_names
+
+    names = published_names()
+    if value not in names:
+        raise ValueError(
+            f"{where}: published {value!r} is no shipped result table.{suggest(str(value), names)} "
+            f"Shipped: {', '.join(names)}"
+        )
+    return str(value)
 
 
 def _margin(value: Any, where: str) -> float:

@@ -175,7 +175,8 @@ class MaskRCNNModel(MaskRCNN):
     task = "instance"
 
     def __init__(self, config: MaskRCNNConfig):
-        mask_loss = create_loss(config.mask_loss)  # fails early, with suggestions, on a bad spec
+        # Fails early, with suggestions, on a bad spec. The RoI-aligned mask is the region: no crop to undo.
+        mask_loss = create_loss(config.mask_loss, crop=False)
         backbone = _resnet_fpn(config)
         width = config.fpn_channels
         mask_width = config.mask_head_layers[-1]

@@ -23,6 +23,12 @@ Terms (dbolya/yolact ``layers/modules/multibox_loss.py``), each weighted and nor
     ratio of sums over the crop's pixels, per instance.
   - structural losses: ``lovasz_hinge`` over the crop's pixels; ``ssim`` averages its map over the
     window centres inside the crop.
+  - ``uncropped(TERM)``: the term over the whole prototype-resolution mask, a pixel loss summed and
+    divided by its ``Hp * Wp``: YOLACT's ``mask_proto_double_loss`` (``bce + 0.5*uncropped(mse)`` is
+    the YOLACT++ loss survey's "0.5·MSE + BCE" as its code ran; tests/models/test_survey_mask_loss.py
+    checks it against a transcription). One difference: where an image has more than
+    ``masks_to_train`` positives, the original adds its double loss before scaling the sum back up
+    by ``#pos / #drawn``, and losslab scales every term.
 - ``loss_semantic``: ``semantic_alpha * BCE-with-logits(sum) / (H * W) / B`` on the per-class union
   of the (non-crowd) masks.
 - ``loss_maskiou`` (YOLACT++): ``maskiou_alpha * smooth_l1(sum) / N_pos`` between the IoU the
