@@ -157,6 +157,16 @@ def test_training_output_is_five_weighted_terms():
         assert scaled[k].item() == pytest.approx(factor[k] * plain[k].item(), rel=1e-4, abs=1e-7)
 
 
+def test_hybrid_mask_loss_terms_are_logged_as_weighted_in_loss_mask():
+    images, targets = _two_images()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        out = _tiny(mask_loss="bce + 0.5*dice", mask_weight=2.0).train()(images, targets)
+    terms = {k: v for k, v in out.items() if k.startswith("mask/")}
+    assert set(terms) == {"mask/bce", "mask/0.5*dice"} and not any(v.requires_grad for v in terms.values())
+    assert sum(v.item() for v in terms.values()) == pytest.approx(out["loss_mask"].item(), rel=1e-5)
+
+
 def test_with_bce_the_model_is_torchvisions_mask_rcnn():
     # The same weights with torchvision's own RoIHeads (its maskrcnn_loss) give the same five terms.
     images, targets = _two_images()
@@ -257,7 +267,7 @@ def fit(seed: int = 0, bf16: bool = False, steps: int = 24) -> dict[str, float]:
         for _ in range(steps):
             with precision(bf16):
                 losses = {k: v.float() for k, v in model(images, targets).items()}
-            total = sum(losses.values())
+            total = sum(v for k, v in losses.items() if k.startswith("loss_"))
             opt.zero_grad()
             total.backward()
             opt.step()

@@ -37,11 +37,20 @@ def test_train_takes_the_survey_rows_as_run_from_the_command_line(tmp_path):
     stored as written; a misuse of an operator is refused with its position before anything trains."""
     out = tmp_path / "run"
     args = ["model=yolact_tiny", "synth_train=4", "synth_val=2", "synth_size=64", "input_size=64", "batch_size=2"]
-    args += ["max_iter=2", "device=cpu", "num_samples=0", "fps_images=1", f"cache_dir={tmp_path / 'cache'}"]
+    args += [
+        "max_iter=2",
+        "log_every=1",
+        "device=cpu",
+        "num_samples=0",
+        "fps_images=1",
+        f"cache_dir={tmp_path / 'cache'}",
+    ]
     spec = "bce + 0.5*uncropped(mse)"
     result = runner.invoke(app, ["train", *args, f"mask_loss={spec}", "--no-progress", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert yaml.safe_load((out / "config.yaml").read_text())["model"]["mask_loss"] == spec
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "mask/bce" in header and "mask/0.5*uncropped(mse)" in header  # every term of the hybrid, logged
     bad = runner.invoke(app, ["train", *args, "mask_loss=log_cosh(dice)", "--out", str(tmp_path / "bad")])
     assert bad.exit_code != 0
     assert "position 9" in bad.output and "value per pixel" in bad.output

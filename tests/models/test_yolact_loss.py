@@ -213,3 +213,14 @@ def test_maskiou_loss_targets_the_iou_of_the_thresholded_crop():
     # discard_mask_area above the target's area: no IoU sample, a zero that backpropagates.
     losses = MultiBoxLoss(YolactConfig(use_maskiou=True, discard_mask_area=10_000))(out, [_target()], net)
     assert losses["loss_maskiou"].item() == 0 and losses["loss_maskiou"].requires_grad
+
+
+def test_hybrid_mask_loss_terms_are_logged_as_weighted_in_loss_mask():
+    out = _outputs(num_anchors_on_gt=2)
+    losses = MultiBoxLoss(YolactConfig(mask_loss="bce + 0.5*uncropped(mse)"))(out, [_target()])
+    terms = {k: v for k, v in losses.items() if k.startswith("mask/")}
+    assert set(terms) == {"mask/bce", "mask/0.5*uncropped(mse)"}
+    assert not any(v.requires_grad for v in terms.values())
+    assert sum(v.item() for v in terms.values()) == pytest.approx(losses["loss_mask"].item(), rel=1e-6)
+    single = MultiBoxLoss(YolactConfig(mask_loss="bce"))(out, [_target()])
+    assert not any(k.startswith("mask/") for k in single)

@@ -101,3 +101,25 @@ def test_pregenerate_synthetic_makes_each_dataset_once(tmp_path, tiny_spec, monk
     pregenerate_synthetic(runs)  # cached: nothing generated again
     assert [(c.train, c.val, c.size, c.task) for c in calls] == [(2, 1, 32, "instance")]
     assert len(list((tmp_path / "cache").glob("synth-instance-32px-2+1-seed0-*"))) == 1
+
+
+def test_progress_without_a_terminal_prints_a_line_per_finished_run(tmp_path, tiny_spec, monkeypatch):
+    """`make study > log.txt`: no bars, one plain line per run (configuration, seed, mask AP, wall, ETA)
+    and a heartbeat with the ETA when a minute passes without one."""
+    import io
+
+    from rich.console import Console
+
+    import losslab.study.runner as runner
+
+    monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 0.0)  # every poll beats
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=200)
+    run_study(parse_study(tiny_spec), tmp_path / "study", run_fn=fake_run, console=console, workers=2)
+    lines = buffer.getvalue().splitlines()
+    done = [line for line in lines if " done " in line]
+    assert len(done) == 4
+    assert all("mask AP" in line and "study ETA" in line and " · seed " in line for line in done)
+    assert done[-1].startswith("[4/4] done")
+    assert any("running" in line and "elapsed" in line for line in lines)  # the heartbeat
+    assert "█" not in buffer.getvalue() and "━" not in buffer.getvalue()  # no bars

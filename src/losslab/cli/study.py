@@ -109,6 +109,20 @@ def run_cmd(
         raise typer.Exit(1)
 
 
+@study_app.command("prune")
+def prune_cmd(out: Path = typer.Argument(..., help="The study folder.")) -> None:
+    """Shrink a study's finished runs to their trained weights: drop each done run's optimiser state,
+    its previous.pt and the pretrained tensors its model loads itself (studies do this as each run
+    finishes; this is for older study folders). `losslab eval` and `predict` still load them."""
+    from losslab.study.runner import prune_study
+
+    try:
+        runs, before, after = prune_study(out)
+    except ValueError as exc:
+        _fail(exc)
+    console.print(f"{runs} finished runs slimmed: checkpoints {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB")
+
+
 @study_app.command("report")
 def report_cmd(out: Path = typer.Argument(..., help="The study folder.")) -> None:
     """Write report.md, report.html, table.tex, results.csv, verdicts.csv and plots/ from DIR/study.db."""

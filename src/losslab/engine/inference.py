@@ -22,6 +22,7 @@ from losslab.engine.config import DATA_FILE_KEYS, RunConfig, resolve_run_config
 from losslab.engine.datasets import build_split, dataset_root
 from losslab.engine.evaluate import evaluate_model
 from losslab.engine.overlay import render_prediction, write_png
+from losslab.engine.slim import is_slim, load_weights
 from losslab.models import create_model
 
 __all__ = ["evaluate_checkpoint", "model_from_checkpoint", "predict_files", "stored_run_config"]
@@ -54,12 +55,11 @@ def model_from_checkpoint(
     """
     state = ckpt.load_checkpoint(path)
     run = stored_run_config(state, path)
-    # the weights come from the checkpoint: never download pretrained ones again
-    model_cfg = {
-        k: (False if k.startswith("pretrained") and v is True else v) for k, v in state["config"]["model"].items()
-    }
+    model_cfg = dict(state["config"]["model"])
+    if not is_slim(state):  # every weight comes from the checkpoint: never load pretrained ones again
+        model_cfg = {k: (False if k.startswith("pretrained") and v is True else v) for k, v in model_cfg.items()}
     model = create_model(run.train.model, **{**model_cfg, **overrides})
-    model.load_state_dict(state["model"])
+    load_weights(model, state, path)
     return model.to(device).eval(), state
 
 

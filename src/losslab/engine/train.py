@@ -420,6 +420,11 @@ class Trainer:
         its file or as already read (its ``"path"`` entry, if any, names the file in messages)."""
         state = source if isinstance(source, dict) else ckpt.load_checkpoint(source)
         path = state.get("path", "the checkpoint") if isinstance(source, dict) else source
+        if "optimizer" not in state:
+            raise ckpt.CheckpointError(
+                f"{path} holds a finished run's weights only (a study keeps no optimiser state once a run is "
+                "done): it can be evaluated but not resumed; train a new run"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -5,7 +5,7 @@
 """
 
 from losslab.losses._base import MaskInputs, MaskLoss
-from losslab.losses.factory import HybridLoss, LossEquivalenceWarning, create_loss, loss_terms
+from losslab.losses.factory import HybridLoss, LossEquivalenceWarning, create_loss, loss_terms, loss_with_terms
 from losslab.losses.registry import LossInfo, get_loss_info, list_losses, register_loss
 from losslab.losses.spec import SpecError, format_spec, parse_spec
 
@@ -21,6 +21,7 @@ __all__ = [
     "get_loss_info",
     "list_losses",
     "loss_terms",
+    "loss_with_terms",
     "parse_spec",
     "register_loss",
 ]

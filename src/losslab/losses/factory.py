@@ -12,7 +12,7 @@ from losslab.losses.operators import OPERATORS, LogCosh, Uncropped
 from losslab.losses.registry import CONTRACTS, get_loss_info, list_losses
 from losslab.losses.spec import SpecError, Term, format_spec, format_term, parse_spec
 
-__all__ = ["HybridLoss", "LossEquivalenceWarning", "WeightedSum", "create_loss", "loss_terms"]
+__all__ = ["HybridLoss", "LossEquivalenceWarning", "WeightedSum", "create_loss", "loss_terms", "loss_with_terms"]
 
 
 class LossEquivalenceWarning(UserWarning):
@@ -215,6 +215,24 @@ def create_loss(spec: str, reduction: str = "mean", contract: str = "mask", crop
         loss = WeightedSum(built)
     loss.spec = format_spec(terms)
     return loss
+
+
+def loss_with_terms(
+    loss: nn.Module, logits: Tensor, target: Tensor, valid: Tensor | None = None, area: Tensor | None = None
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """A mask loss's value and, for a hybrid, its weighted terms, computed once: the value is the
+    sum of the terms (``{}`` for a single loss). With ``reduction="none"`` each is ``(N,)``.
+
+    What models call to train on a hybrid and log every term (``mask/bce``, ``mask/0.5*mse``).
+    """
+    if isinstance(loss, HybridLoss):
+        terms = loss.forward_terms(logits, target, valid, area)
+        values = list(terms.values())
+        total = values[0]
+        for value in values[1:]:
+            total = total + value
+        return total, terms
+    return (loss(logits, target, valid) if area is None else loss(logits, target, valid, area=area)), {}
 
 
 def loss_terms(loss: nn.Module, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:

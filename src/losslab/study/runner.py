@@ -16,6 +16,7 @@ training (``study.arch_fps``): it becomes the ``fps`` of every run of that archi
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -32,7 +33,7 @@ from losslab.study.arch_fps import ARCH_FPS_IMAGES, measure_architectures
 from losslab.study.executors import InlineExecutor, ProcessExecutor, RunFn, last_step, write_returned_files
 from losslab.study.selection import chosen_values, study_choices
 from losslab.study.spec import RunSpec, StudySpec, canonical_json, validate_keys
-from losslab.study.store import StudyStore
+from losslab.study.store import StudyStore, flatten_metrics
 
 __all__ = [
     "DATA_KEY",
@@ -156,14 +157,37 @@ def _make_executor(kind: str, run_fn: RunFn, workers: int, address: str | None, 
     return InlineExecutor(run_fn, progress=progress)
 
 
+#: Seconds between two heartbeat lines when the output is not a terminal.
+HEARTBEAT_SECONDS = 60.0
+
+
+def run_text(run: RunSpec) -> str:
+    """``"Dice lr=0.001 · seed 1000"``: a run's configuration, its tuned values and its seed."""
+    tuned = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.tuned.items())
+    return f"{run.label}{' ' + tuned if tuned and tuned not in run.label else ''} · seed {run.seed}"
+
+
+def headline_metric(result: Mapping[str, Any] | None) -> str:
+    """A finished run's headline number for a progress line: mask AP, else mask IoU, else nothing."""
+    metrics = flatten_metrics(result or {})
+    for key, name in (("segm.AP", "mask AP"), ("mask.IoU", "mask IoU")):
+        if key in metrics and math.isfinite(metrics[key]):
+            return f"{name} {metrics[key]:.2f}"
+    return ""
+
+
 class _StudyProgress:
     """The study-level progress: a live bar (with one bar per run in flight) when runs execute
-    elsewhere, a printed bar between runs when the trainer's own bar owns the terminal."""
+    elsewhere, a printed bar between runs when the trainer's own bar owns the terminal, and plain
+    lines when the output is not a terminal (``make study > log.txt``): one per finished run
+    (configuration, seed, metric, wall) and a heartbeat with the ETA at most every minute."""
 
     def __init__(self, console: Console, total: int, done: int, live: bool, enabled: bool):
         self.console = console
         self.enabled = enabled
-        self.live = live and enabled
+        self.plain = enabled and not console.is_terminal
+        self.live = live and enabled and not self.plain
+        self.last_line = time.time()
         self.total = total
         self.done = done
         self.durations: list[float] = []
@@ -193,8 +217,18 @@ class _StudyProgress:
             return None
         return sum(self.durations) / len(self.durations) * (self.total - self.done)
 
+    def _eta_text(self) -> str:
+        eta = self.eta()
+        return time.strftime("%H:%M:%S", time.gmtime(eta)) if eta is not None else "unknown until a run ends"
+
+    def _print(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        self.last_line = time.time()
+
     def started_run(self, run: RunSpec, run_dir: Path) -> None:
-        if self.live:
+        if self.plain:
+            self.run_tasks[run.run_id] = (None, run_dir)
+        elif self.live:
             total = iterations_of(run.config)
             self.run_tasks[run.run_id] = (
                 self.progress.add_task(escape(f"  {run.label} · seed {run.seed}"), total=total),
@@ -210,16 +244,32 @@ class _StudyProgress:
                 f"[bold]study {bar} {self.done}/{self.total}{eta_text}[/] · run {escape(run.label)} · seed {run.seed}"
             )
 
-    def finished_run(self, run_id: str, wall: float | None) -> None:
+    def finished_run(
+        self, run: RunSpec, wall: float | None, status: str = "done", result: Mapping[str, Any] | None = None
+    ) -> None:
         self.done += 1
         if wall:
             self.durations.append(wall)
         self.progress.update(self.study_task, completed=self.done)
-        if run_id in self.run_tasks:
-            task, _ = self.run_tasks.pop(run_id)
-            self.progress.remove_task(task)
+        if run.run_id in self.run_tasks:
+            task, _ = self.run_tasks.pop(run.run_id)
+            if task is not None:
+                self.progress.remove_task(task)
+        if self.plain:
+            metric = headline_metric(result) if status == "done" else ""
+            parts = [f"[{self.done}/{self.total}] {status} {run_text(run)}", metric]
+            parts += [f"{wall:.0f} s" if wall else "", f"study ETA {self._eta_text()}"]
+            self._print(" · ".join(p for p in parts if p))
 
     def poll(self) -> None:
+        if self.plain:
+            if time.time() - self.last_line >= HEARTBEAT_SECONDS:
+                elapsed = time.strftime("%H:%M:%S", time.gmtime(time.time() - self.started))
+                self._print(
+                    f"[{self.done}/{self.total}] {len(self.run_tasks)} running, {elapsed} elapsed, "
+                    f"study ETA {self._eta_text()}"
+                )
+            return
         for task, run_dir in self.run_tasks.values():
             step = last_step(run_dir / "metrics.csv")
             if step is not None:
@@ -321,6 +371,40 @@ def run_study(
             store.close()
 
 
+def _slim(run_dir: Path, console: Console) -> None:
+    """A done run never resumes: keep its weights only (``engine.slim``); a failure only warns."""
+    from losslab.engine.slim import slim_run
+
+    try:
+        slim_run(run_dir)
+    except (OSError, ValueError) as exc:
+        console.print(f"[yellow]could not slim {escape(str(run_dir))}:[/] {escape(str(exc))}", soft_wrap=True)
+
+
+def prune_study(out_dir: str | Path) -> tuple[int, int, int]:
+    """Slim every done run of a study folder (``losslab study prune``): each keeps its weights only.
+
+    Returns:
+        ``(runs, bytes_before, bytes_after)`` of the runs' checkpoint folders.
+
+    Raises:
+        ValueError: no ``study.db`` in ``out_dir``, or the study is running (its lock is held).
+    """
+    from losslab.engine.slim import slim_run
+
+    out_dir = Path(out_dir)
+    if not (out_dir / "study.db").is_file():
+        raise ValueError(f"{out_dir} holds no study.db: give a study folder")
+    runs, before, after = 0, 0, 0
+    with study_lock(out_dir):
+        with StudyStore(out_dir / "study.db") as store:
+            done = [r for r in store.runs() if r["status"] == "done" and r["run_dir"]]
+        for run in done:
+            b, a = slim_run(run["run_dir"])
+            runs, before, after = runs + (b > 0), before + b, after + a
+    return runs, before, after
+
+
 def planned_runs(study: StudySpec, store: StudyStore) -> list[RunSpec]:
     """Every run the study can name now: its tuning runs, then the verdict runs of each configuration
     whose tuning has finished (all of them without a tuning stage)."""
@@ -356,11 +440,12 @@ def _drive(
             if outcome["status"] == "done":
                 store.mark_done(run_id, outcome["result"], outcome.get("losses", ()), wall)
                 summary["done"] += 1
+                _slim(run_dir, console)
             else:
                 store.mark_failed(run_id, outcome.get("error") or "unknown error", wall)
                 summary["failed"] += 1
                 last = (outcome.get("error") or "").strip().splitlines()[-1:] or ["?"]
                 what = escape(f"{by_id[run_id].label} · seed {by_id[run_id].seed}")
                 console.print(f"[red]run {what} failed:[/] {escape(last[0])}", soft_wrap=True)
-            bar.finished_run(run_id, wall)
+            bar.finished_run(by_id[run_id], wall, outcome["status"], outcome.get("result"))
         bar.poll()

@@ -46,7 +46,13 @@ BACKBONES = {
     "resnet101": ("resnet101", "ResNet101_Weights"),
 }
 
+
 # torchvision's names for the terms, and the config weight that scales each.
+def _term_of(key: str) -> str:
+    """The loss term a logged entry belongs to: ``mask/0.5*mse`` is a part of ``loss_mask``."""
+    return "loss_mask" if key.startswith("mask/") else key
+
+
 _TERM_WEIGHT = {
     "loss_classifier": "cls_weight",
     "loss_box_reg": "box_weight",
@@ -217,7 +223,8 @@ class MaskRCNNModel(MaskRCNN):
                 raise ValueError(f"training needs one target dict per image ({len(images)}), got {got}")
             clean = [_clean_target(t, i, self.config.num_classes) for i, t in enumerate(targets)]
             losses = super().forward(images, clean)
-            return {k: v * getattr(self.config, _TERM_WEIGHT[k]) for k, v in losses.items()}
+            # a hybrid mask loss's terms (``mask/<term>``) are weighted as loss_mask is
+            return {k: v * getattr(self.config, _TERM_WEIGHT[_term_of(k)]) for k, v in losses.items()}
         detections = super().forward(images)
         for det in detections:
             det["masks"] = det["masks"][:, 0]  # (k, 1, S, S) -> (k, S, S)

@@ -13,6 +13,8 @@ from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss, project_masks_on_boxes
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from losslab.losses import loss_with_terms
+
 __all__ = ["LossRoIHeads", "PassThroughTransform", "roi_mask_loss", "roi_mask_targets"]
 
 
@@ -55,12 +57,25 @@ def roi_mask_loss(
         - proposals, gt_masks, gt_labels, matched_idxs: as ``roi_mask_targets``.
         - output: scalar (a graph-keeping zero when there is no positive proposal).
     """
+    return roi_mask_loss_terms(loss, mask_logits, proposals, gt_masks, gt_labels, matched_idxs)[0]
+
+
+def roi_mask_loss_terms(
+    loss: nn.Module,
+    mask_logits: Tensor,
+    proposals: list[Tensor],
+    gt_masks: list[Tensor],
+    gt_labels: list[Tensor],
+    matched_idxs: list[Tensor],
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """``roi_mask_loss`` and, for a hybrid spec, its weighted terms (their sum is the loss; ``{}``
+    for a single loss or without positive proposals)."""
     size = mask_logits.shape[-1]
     targets, labels = roi_mask_targets(proposals, gt_masks, gt_labels, matched_idxs, size)
     if targets.numel() == 0:
-        return mask_logits.sum() * 0.0
+        return mask_logits.sum() * 0.0, {}
     logits = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels]
-    return loss(logits, targets.to(logits.dtype))
+    return loss_with_terms(loss, logits, targets.to(logits.dtype))
 
 
 class LossRoIHeads(RoIHeads):
@@ -119,7 +134,7 @@ class LossRoIHeads(RoIHeads):
         pos_matched = [m[i] for m, i in zip(matched_idxs, pos, strict=True)]
         mask_features = self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes))
         mask_logits = self.mask_predictor(mask_features)
-        loss_mask = roi_mask_loss(
+        loss_mask, terms = roi_mask_loss_terms(
             self.mask_loss,
             mask_logits,
             mask_proposals,
@@ -128,6 +143,7 @@ class LossRoIHeads(RoIHeads):
             pos_matched,
         )
         losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg, "loss_mask": loss_mask}
+        losses.update({f"mask/{label}": value.detach() for label, value in terms.items()})  # logged only
         return [], losses
 
 

@@ -6,7 +6,8 @@ Terms (dbolya/yolact ``layers/modules/multibox_loss.py``), each weighted and nor
   (OHEM cross-entropy at 3:1 by default).
 - ``loss_box``: ``bbox_alpha * box_loss(sum over positives) / N_pos``; smooth L1 on encoded
   offsets, or an IoU loss on decoded boxes.
-- ``loss_mask``: ``mask_alpha * sum_i mask_loss_i / N_pos`` where instance i is a positive anchor
+- ``loss_mask``: ``mask_alpha * sum_i mask_loss_i / N_pos`` (a hybrid's weighted terms also come
+  out, detached and normalised the same way, as ``mask/<term>``, for the log) where instance i is a positive anchor
   (at most ``masks_to_train`` per image, drawn at random, the sum scaled back up by
   ``#pos / #drawn``), its mask the logits ``protos @ coef``, its target the ground-truth mask
   bilinearly downsampled to the prototypes and binarised at 0.5, and ``valid`` YOLACT's crop: the
@@ -47,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from losslab.losses import create_loss, get_loss_info, parse_spec
+from losslab.losses import create_loss, get_loss_info, loss_with_terms, parse_spec
 from losslab.models.yolact.box_utils import box_area_pixels, box_mask, decode, match
 from losslab.models.yolact.config import YolactConfig
 
@@ -154,8 +155,10 @@ class MultiBoxLoss(nn.Module):
             "loss_class": cfg.conf_alpha * _attached(self.class_loss(out.conf.float(), conf_t_b), out.conf) / num_pos,
             "loss_box": cfg.bbox_alpha * self._box_term(out, pos, loc_t_b, idx_t_b, gts) / num_pos,
         }
-        mask_sum, iou_sum = self._mask_terms(out, pos, idx_t_b, gts, (H, W), maskiou_net)
+        mask_sum, iou_sum, term_sums = self._mask_terms(out, pos, idx_t_b, gts, (H, W), maskiou_net)
         losses["loss_mask"] = cfg.mask_alpha * mask_sum / num_pos
+        for label, value in term_sums.items():  # a hybrid's terms, as weighted in loss_mask, for the log
+            losses[f"mask/{label}"] = (cfg.mask_alpha * value / num_pos).detach()
         if out.segm is not None:
             losses["loss_semantic"] = cfg.semantic_alpha * self._semantic_term(out.segm, gts) / B
         if maskiou_net is not None:
@@ -191,7 +194,7 @@ class MultiBoxLoss(nn.Module):
         gts: list,
         size: tuple[int, int],
         maskiou_net: nn.Module | None,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.config
         H, W = size
         logits, targets, valid, areas, weights, labels = [], [], [], [], [], []
@@ -217,13 +220,15 @@ class MultiBoxLoss(nn.Module):
             labels.append(lab[gt_idx])
         if not logits:
             zero = _attached(out.coef.new_zeros(()), out.coef) + 0.0 * out.protos.sum()
-            return zero, zero * 0.0
+            return zero, zero * 0.0, {}
         x, g, v, w = torch.cat(logits), torch.cat(targets), torch.cat(valid), torch.cat(weights)
-        mask_sum = (w * self.mask_loss(x, g, v, area=torch.cat(areas))).sum()
+        per_instance, terms = loss_with_terms(self.mask_loss, x, g, v, area=torch.cat(areas))
+        mask_sum = (w * per_instance).sum()
+        term_sums = {label: (w * value.detach()).sum() for label, value in terms.items()}
         iou_sum = x.new_zeros(())
         if maskiou_net is not None:
             iou_sum = self._maskiou_term(maskiou_net, x, g, v, torch.cat(labels))
-        return mask_sum, iou_sum
+        return mask_sum, iou_sum, term_sums
 
     def _maskiou_term(self, net: nn.Module, logits: Tensor, gt: Tensor, crop: Tensor, labels: Tensor) -> Tensor:
         keep = gt.sum(dim=(1, 2)) > self.config.discard_mask_area
