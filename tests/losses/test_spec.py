@@ -239,3 +239,10 @@ def test_non_finite_weights_and_values_are_refused_at_their_position(spec, where
     with pytest.raises(SpecError, match="not a finite number") as err:
         parse_spec(spec)
     assert err.value.pos == where
+
+
+@pytest.mark.parametrize(("text", "value"), [("1e-4", 1e-4), ("1E+2", 100.0), ("-2.5e-3", -2.5e-3), (".5", 0.5)])
+def test_parameter_values_in_exponent_notation_parse_and_print_back(text, value):
+    terms = parse_spec(f"dice(smooth={text})")
+    assert terms[0].params["smooth"] == pytest.approx(value)
+    assert parse_spec(format_spec(terms))[0].params == terms[0].params  # 1e-05 prints and reads back

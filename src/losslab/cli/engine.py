@@ -81,6 +81,25 @@ def _print(obj: Any) -> None:
     console.print(obj)
 
 
+def _plugin_option() -> Any:
+    return typer.Option(
+        [],
+        "--plugin",
+        help="Import this Python file or module first (repeatable): user code that calls register_loss / "
+        "register_model, so its names work like built-ins. Recorded with a hash of its source in the run config.",
+    )
+
+
+def _load_plugins(plugins: list[str]) -> tuple[str, ...]:
+    from losslab.plugins import load_plugins
+
+    try:
+        return load_plugins(plugins)
+    except ValueError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+
+
 def train(
     overrides: list[str] = typer.Argument(
         None, help="key=value settings: trainer keys (max_iter, lr, batch_size, ...) or model keys (mask_loss, ...)."
@@ -89,6 +108,7 @@ def train(
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<model>-<time>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    plugin: list[str] = _plugin_option(),
 ) -> None:
     """Train one model and evaluate it: checkpoints, metrics.csv, eval.json and result.json in --out.
 
@@ -106,6 +126,8 @@ def train(
         kv = parse_kv(overrides or [])
     except ValueError as exc:
         _fail(str(exc))
+    if plugin:
+        kv["plugins"] = list(_load_plugins(plugin))
     base: dict[str, Any] = _load_yaml(config) if config else {}
     if out is None:
         if resume:
@@ -149,6 +171,7 @@ def evaluate(
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Leave out the dataset entries that cannot be used (`losslab data check` lists them)."
     ),
+    plugin: list[str] = _plugin_option(),
 ) -> None:
     """Evaluate a checkpoint: prints the paper's row (all, AP50 ... AP95) for masks and boxes.
 
@@ -159,6 +182,7 @@ def evaluate(
     from losslab.engine.distributed import resolve_device
     from losslab.engine.inference import evaluate_checkpoint
 
+    _load_plugins(plugin)
     try:
         metrics = evaluate_checkpoint(checkpoint, data, split, resolve_device(device), batch_size, skip_bad)
     except (ValueError, FileNotFoundError) as exc:
@@ -178,11 +202,13 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the overlay PNGs (<image stem>.png)."),
     score_threshold: float = typer.Option(0.3, help="Draw detections scoring at least this."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    plugin: list[str] = _plugin_option(),
 ) -> None:
     """Draw the model's predictions over images: masks, boxes, classes and scores, at full size."""
     from losslab.engine.distributed import resolve_device
     from losslab.engine.inference import predict_files
 
+    _load_plugins(plugin)
     try:
         for written in predict_files(checkpoint, images, out, score_threshold, resolve_device(device)):
             typer.echo(str(written))
@@ -205,6 +231,7 @@ def fps(
         help="YOLACT only: batch norms folded into the convs, channels-last, and fp16 autocast on CUDA / bf16 on "
         "CPUs with native bf16 (float32 on other CPUs, where emulated bf16 is slower; amp=bf16 forces it).",
     ),
+    plugin: list[str] = _plugin_option(),
 ) -> None:
     """Inference speed as YOLACT measures it: batch 1, warm-up excluded, median over many images,
     forward + NMS + mask assembly included, data loading excluded."""
@@ -213,6 +240,8 @@ def fps(
     from losslab.engine.fps import measure_fps
     from losslab.engine.inference import model_from_checkpoint
     from losslab.models import create_model
+
+    _load_plugins(plugin)
 
     def load(overrides: dict) -> Any:
         if Path(checkpoint_or_preset).is_file():

@@ -62,6 +62,12 @@ def run_cmd(
     retry_failed: bool = typer.Option(True, help="Run again the runs that failed in an earlier attempt."),
     report: bool = typer.Option(True, help="Write the report when the runs are finished."),
     run_fn: str = typer.Option(None, "--run-fn", hidden=True, help="MODULE:FUNCTION replacing run_experiment."),
+    plugin: list[str] = typer.Option(
+        [],
+        "--plugin",
+        help="Import this Python file or module first (repeatable), in every worker too: user code that calls "
+        "register_loss / register_model. Added to the spec's plugins; its source hash is part of every run id.",
+    ),
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -79,10 +85,15 @@ def run_cmd(
     from losslab.study.spec import load_study, parse_study
 
     try:
+        if plugin:  # before the spec is read: its grid may name the plugins' losses and models
+            from losslab.plugins import load_plugins
+
+            load_plugins(plugin)
         study = load_study(name_or_yaml, seeds=seeds)
-        if set_:
+        if set_ or plugin:
             data = study.to_dict()
             data["config"].update({k: yaml.safe_load(v) for k, v in parse_kv(set_).items()})
+            data["plugins"] = [*data.get("plugins", []), *plugin]
             study = parse_study(data, where=name_or_yaml)
         if dry_run:
             from losslab.study.dry_run import dry_run_yaml

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from losslab.config import apply_overrides, config_to_dict, suggest
@@ -106,6 +106,9 @@ class TrainConfig:
             YOLACT++ loss survey's ``eval.py`` used 0.15 (its ``--score_threshold`` default): a
             truncated precision-recall curve, so its APs are not comparable with a threshold of 0.
         num_samples: how many val images get a sample-prediction overlay in ``samples/``.
+        plugins: user code imported before the run resolves its model and losses (``losslab.plugins``):
+            ``.py`` files or module names that call ``register_loss`` / ``register_model``. Stored as
+            ``"PATH#HASH"`` (the source's hash), so a changed plugin is a different run.
         ddp_find_unused: let DDP handle parameters that get no gradient in some step (a batch
             without positives); costs one extra graph traversal per step, set false to save it.
     """
@@ -151,6 +154,7 @@ class TrainConfig:
     fps_images: int = 50
     eval_score_threshold: float = 0.0
     num_samples: int = 8
+    plugins: tuple[str, ...] = ()
     ddp_find_unused: bool = True
 
     def __post_init__(self) -> None:
@@ -264,14 +268,18 @@ def _sections(
     return train, model, {k: v for k, v in flat.items() if k in trainer}
 
 
-def resolve_run_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> RunConfig:
+def resolve_run_config(
+    config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, strict_plugins: bool = True
+) -> RunConfig:
     """Split and check a run config: the one place where a run's keys meet the trainer and the model.
 
     ``config`` is flat (``{"model": "yolact_tiny", "max_iter": 200, "mask_loss": "bce"}``) or the
     nested form of ``config.yaml`` (``{"train": {...}, "model": {...}}``); ``overrides`` are flat
     ``key=value`` settings on top (the command line's), routed into the right section. A flat key
     that both the trainer and the model know (``amp``) is given to both. The model's config comes
-    from its preset's config factory: no weights are built.
+    from its preset's config factory: no weights are built. The run's ``plugins`` are imported first
+    (``strict_plugins``: a plugin whose source changed since its hash was recorded is refused; else
+    it is loaded as it is now, with a warning).
 
     Raises:
         ValueError: a key that is neither a trainer key nor a key of the model's config (with the
@@ -279,6 +287,10 @@ def resolve_run_config(config: Mapping[str, Any], overrides: Mapping[str, Any] |
     """
     train_part, model_part, flat_train = _sections(config, overrides or {})
     train = apply_overrides(TrainConfig(), train_part, where="train")
+    if train.plugins:  # before the preset and the loss specs are looked up: they may be the plugins'
+        from losslab.plugins import load_plugins
+
+        train = replace(train, plugins=load_plugins(train.plugins, strict=strict_plugins))
     info = get_model_info(train.model)
     model_keys = [f.name for f in fields(info.defaults)]
     train_keys = TrainConfig.field_names()

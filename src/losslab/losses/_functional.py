@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["check_number", "log_cosh", "safe_pow", "safe_sqrt"]
+__all__ = ["check_number", "distance_to_zero", "log_cosh", "safe_pow", "safe_sqrt"]
 
 _LOG2 = math.log(2.0)
 
@@ -54,3 +56,12 @@ def safe_pow(x: Tensor, gamma: float) -> Tensor:
         return x.clamp_min(0.0) ** gamma
     pos = x > 0
     return torch.where(pos, torch.where(pos, x, torch.ones_like(x)) ** gamma, torch.zeros_like(x))
+
+
+def distance_to_zero(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance of every non-zero pixel of a ``uint8`` mask to the nearest zero pixel
+    (scipy's ``distance_transform_edt``), float64. OpenCV's exact EDT returns float32 with run-to-run
+    differences in the last bit; squared distances are integers, so rounding them makes the map exact
+    and deterministic."""
+    d = cv2.distanceTransform(mask, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return np.sqrt(np.rint(d.astype(np.float64) ** 2))

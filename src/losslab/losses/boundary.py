@@ -3,23 +3,15 @@ the target's boundary, so that a wrong pixel costs as much as it is far from the
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
 from losslab.losses._base import MaskInputs, MaskLoss
+from losslab.losses._functional import distance_to_zero
 from losslab.losses.registry import register_loss
 
 __all__ = ["BoundaryLoss", "signed_distance_map"]
-
-
-def _distance_to_zero(mask: np.ndarray) -> np.ndarray:
-    # Euclidean distance of every non-zero pixel to the nearest zero pixel. OpenCV's exact EDT
-    # returns float32 with run-to-run differences in the last bit; squared distances are integers,
-    # so rounding them makes the map exact and deterministic.
-    d = cv2.distanceTransform(mask, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.sqrt(np.rint(d.astype(np.float64) ** 2))
 
 
 @torch.no_grad()
@@ -54,8 +46,8 @@ def signed_distance_map(target: Tensor, threshold: float = 0.5) -> Tensor:
             phi[i] = -1.0
         else:
             fg = inside[i].astype(np.uint8)
-            d_out = _distance_to_zero(1 - fg)  # zero at object pixels
-            d_in = _distance_to_zero(fg)  # zero at background pixels
+            d_out = distance_to_zero(1 - fg)  # zero at object pixels
+            d_in = distance_to_zero(fg)  # zero at background pixels
             phi[i] = np.where(inside[i], 1.0 - d_in, d_out)
     return torch.from_numpy(phi).to(device=target.device, dtype=target.dtype)
 

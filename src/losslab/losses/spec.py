@@ -28,6 +28,8 @@ __all__ = ["SpecError", "Term", "format_spec", "format_term", "parse_spec"]
 
 _NUMBER = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER_VALUE = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?(?![A-Za-z0-9_.])")
+_WORD_VALUE = re.compile(r"[-+]?[A-Za-z0-9_.]+")
 
 
 class SpecError(ValueError):
@@ -196,7 +198,8 @@ class _Parser:
             text = self.s[self.i + 1 : end]
             self.i = end + 1
             return text
-        m = re.compile(r"[-+]?[A-Za-z0-9_.]+(?:[eE][-+]?[0-9]+)?").match(self.s, self.i)
+        # a number first (``1e-4``, ``-2.5E+3``): the word pattern would stop at the exponent's sign
+        m = _NUMBER_VALUE.match(self.s, self.i) or _WORD_VALUE.match(self.s, self.i)
         if not m:
             raise self.error("expected a value")
         start, self.i = self.i, m.end()

@@ -156,6 +156,10 @@ def execute_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
+        if config.get("plugins"):  # in every process that trains, before the run resolves anything
+            from losslab.plugins import load_plugins
+
+            load_plugins(config["plugins"])
         with run_folder_lock(run_dir):
             returned = run_fn(dict(config), run_dir, progress=progress)
         result: dict[str, Any] = {}

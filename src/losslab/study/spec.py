@@ -17,6 +17,7 @@ A spec (YAML or the same dict in Python)::
     tune: {grid: {lr: [5.0e-4, 1.0e-3, 2.0e-3]}, seeds: 1}   # optional: a tuning stage (study.tuning)
     margin: 2.0                                     # verdicts' equivalence margin (study.verdicts)
     published: yolact_loss_survey                   # optional: shipped results the report reads it against
+    plugins: [my_losses.py]                         # optional: user code registering losses / models
 
 Every run is the flat dict ``{"model": ..., "data": ..., **config, **axis values, "seed": s}`` (the
 trainer's keys plus the model's; a synthetic dataset becomes ``data: synthetic`` and ``synth_train``,
@@ -77,7 +78,7 @@ __all__ = [
 #: Top-level keys of a study spec.
 STUDY_KEYS = (
     "name", "description", "dataset", "model", "config", "grid", "seeds", "baseline", "tune", "margin", "notes",
-    "published",
+    "published", "plugins",
 )  # fmt: skip
 #: Keys of ``dataset``.
 DATASET_KEYS = ("synthetic", "path")
@@ -164,6 +165,7 @@ class StudySpec:
     tune: TuneSpec | None = None
     margin: float = DEFAULT_MARGIN
     published: str | None = None
+    plugins: list[str] = field(default_factory=list)
 
     def configurations(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
         """Every grid point as ``(label, axes, overrides)``, in grid order."""
@@ -178,6 +180,15 @@ class StudySpec:
             shown = [names[a] for a in axes if len(self.grid[a]) > 1] or [names[a] for a in axes[:1]]
             out.append((" / ".join(shown) or self.name, names, overrides))
         return out
+
+    def _plugins(self) -> dict[str, Any]:
+        """``{"plugins": ["PATH#HASH", ...]}`` for every run config (empty without plugins): a plugin's
+        source hash is part of every run id."""
+        if not self.plugins:
+            return {}
+        from losslab.plugins import plugin_entry
+
+        return {"plugins": [plugin_entry(p) for p in self.plugins]}
 
     def _run(self, label: str, axes: dict[str, str], cfg: dict[str, Any], stage: str, tuned: dict) -> RunSpec:
         cfg = _normalize({k: v for k, v in cfg.items() if v is not None or k != "model"})
@@ -198,7 +209,8 @@ class StudySpec:
                     if chosen is None or chosen.get(label) is None:
                         continue
                     tuned = dict(chosen[label])
-                cfg = {"model": self.model, **dataset_keys(self.dataset), **self.config, **overrides, **tuned}
+                cfg = {"model": self.model, **dataset_keys(self.dataset), **self._plugins(), **self.config}
+                cfg.update({**overrides, **tuned})
                 out.append(self._run(label, axes, {**cfg, "seed": seed}, "verdict", tuned))
         return out
 
@@ -212,7 +224,8 @@ class StudySpec:
         for seed in self.tune.seeds:
             for label, axes, overrides in self.configurations():
                 for point in self.tune.points():
-                    cfg = {"model": self.model, **data, **self.config, **overrides, **point, **TUNE_RUN_CONFIG}
+                    cfg = {"model": self.model, **data, **self._plugins(), **self.config, **overrides, **point}
+                    cfg.update(TUNE_RUN_CONFIG)
                     out.append(self._run(label, axes, {**cfg, "seed": seed}, "tune", point))
         return out
 
@@ -286,6 +299,7 @@ class StudySpec:
             "margin": self.margin,
             "notes": list(self.notes),
             **({"published": self.published} if self.published else {}),
+            **({"plugins": list(self.plugins)} if self.plugins else {}),
         }
 
     def to_yaml(self) -> str:
@@ -377,6 +391,7 @@ def parse_study(data: Mapping[str, Any], where: str = "study", seeds: int | None
     if not isinstance(data, Mapping):
         raise ValueError(f"{where}: a study spec must be a mapping, got {type(data).__name__}")
     _check_keys(data, STUDY_KEYS, where)
+    plugins = _load_plugins(data.get("plugins"), where)  # first: the grid may name their losses and models
     name = str(data.get("name") or Path(where).stem)
     dataset = dict(data.get("dataset") or {"synthetic": {}})
     _check_keys(dataset, DATASET_KEYS, f"{where}: dataset")
@@ -428,6 +443,7 @@ def parse_study(data: Mapping[str, Any], where: str = "study", seeds: int | None
     study.tune = parse_tune(data.get("tune"), where, dataset, seed_list, list(grid))
     study.margin = _margin(data.get("margin", DEFAULT_MARGIN), where)
     study.published = _published(data.get("published"), where)
+    study.plugins = plugins
     if study.tune is not None:
         _check_size(grid, len(seed_list) + len(study.tune.points()) * len(study.tune.seeds), where)
         items.extend((k, v) for k, values in study.tune.grid.items() for v in values)
@@ -436,6 +452,29 @@ def parse_study(data: Mapping[str, Any], where: str = "study", seeds: int | None
 
     check_label_noise(items, where)
     return study
+
+
+def _load_plugins(value: Any, where: str) -> list[str]:
+    """Import the spec's ``plugins`` (files, relative to the working folder or to the spec's own
+    folder, or module names); returns each one's resolved file."""
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"{where}: plugins must be a list of Python files or modules, e.g. [my_losses.py]")
+    from losslab.plugins import load_plugins, split_entry
+
+    here = Path(where).parent if Path(where).is_file() else None
+    paths = []
+    for item in value:
+        text = str(item)
+        if here is not None and not Path(text).is_absolute() and not Path(text).exists() and (here / text).exists():
+            text = str(here / text)
+        paths.append(text)
+    try:
+        entries = load_plugins(paths)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return [split_entry(e)[0] for e in entries]
 
 
 def _published(value: Any, where: str) -> str | None:
