@@ -120,6 +120,24 @@ def run_cmd(
         raise typer.Exit(1)
 
 
+@study_app.command("tensorboard")
+def tensorboard_cmd(
+    out: Path = typer.Argument(..., help="The study folder."),
+    log_dir: Path = typer.Option(None, "--logdir", help="Where the event files go (default: DIR/tensorboard)."),
+) -> None:
+    """Write a study's finished runs as TensorBoard event files, from what it stored (old studies too):
+    each run's loss terms and final metrics, and an HParams table (configuration, stage, seed and every
+    key that differs between runs, such as the loss spec and the tuned lr -> mask, box and boundary AP).
+    Needs the tensorboard extra; open with `tensorboard --logdir DIR/tensorboard`."""
+    from losslab.study.tensorboard_export import export_study
+
+    try:
+        target, n = export_study(out, log_dir)
+    except ValueError as exc:
+        _fail(exc)
+    console.print(f"{n} runs written to {target}: tensorboard --logdir {target}")
+
+
 @study_app.command("prune")
 def prune_cmd(out: Path = typer.Argument(..., help="The study folder.")) -> None:
     """Shrink a study's finished runs to their trained weights: drop each done run's optimiser state,

@@ -106,6 +106,9 @@ class TrainConfig:
             YOLACT++ loss survey's ``eval.py`` used 0.15 (its ``--score_threshold`` default): a
             truncated precision-recall curve, so its APs are not comparable with a threshold of 0.
         num_samples: how many val images get a sample-prediction overlay in ``samples/``.
+        tensorboard: also write TensorBoard event files in ``run_dir/tensorboard`` (the optional
+            extra ``tensorboard``; ``losslab.engine.tensorboard``): every logged number and each
+            evaluation's metrics.
         plugins: user code imported before the run resolves its model and losses (``losslab.plugins``):
             ``.py`` files or module names that call ``register_loss`` / ``register_model``. Stored as
             ``"PATH#HASH"`` (the source's hash), so a changed plugin is a different run.
@@ -154,6 +157,7 @@ class TrainConfig:
     fps_images: int = 50
     eval_score_threshold: float = 0.0
     num_samples: int = 8
+    tensorboard: bool = False
     plugins: tuple[str, ...] = ()
     ddp_find_unused: bool = True
 
@@ -181,6 +185,11 @@ class TrainConfig:
             )
         if not 0 <= self.momentum < 1:
             raise ValueError(f"train config: momentum must lie in [0, 1), got {self.momentum}")
+        if self.tensorboard:
+            from losslab.engine.tensorboard import MISSING
+
+            if MISSING:
+                raise ValueError(f"train config: {MISSING}")
         if not 0 <= self.eval_score_threshold < 1:
             raise ValueError(
                 f"train config: eval_score_threshold must lie in [0, 1), got {self.eval_score_threshold} "

@@ -190,6 +190,7 @@ class EvalHook(HookBase):
             metrics = trainer.run_evaluation(self.eval_fn)
             entry = {"iteration": trainer.iter, "metrics": metrics}
             self.results.append(entry)
+            trainer.last_eval = entry  # for hooks after this one (TensorBoard)
             if self.history is not None and trainer.is_main:
                 with open(self.history, "a") as fh:
                     fh.write(json.dumps(entry) + "\n")

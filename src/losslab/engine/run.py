@@ -196,6 +196,10 @@ def _run(run: RunConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
         trainer.register_hooks(
             [EvalHook(cfg.eval_every, lambda m: evaluate(m).metrics, run_dir / "eval_history.jsonl")]
         )
+    if cfg.tensorboard and is_main_process():
+        from losslab.engine.tensorboard import TensorBoardHook
+
+        trainer.register_hooks([TensorBoardHook(run_dir / "tensorboard")])
     state, source = _resume_state(run_dir / "checkpoints" / "last.pt") if is_main_process() else (None, None)
     source = broadcast_object(source)  # under torchrun the other processes read the file rank 0 chose
     cache = getattr(model, "feature_cache", None)
@@ -214,6 +218,10 @@ def _run(run: RunConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
             "precision": trainer.precision.name,
             **evaluation.details,
         }
+        if cfg.tensorboard:
+            from losslab.engine.tensorboard import write_metrics
+
+            write_metrics(run_dir / "tensorboard", evaluation.metrics, int(summary["iterations"]))
         if cache is not None:  # what the frozen backbone's feature cache saved (training + evaluation)
             result["feature_cache"] = {"hits": cache.hits - before[0], "misses": cache.misses - before[1]}
         ckpt.atomic_write_json(run_dir / "result.json", result)

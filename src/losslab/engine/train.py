@@ -159,6 +159,7 @@ class Trainer:
         self._data_iter: Iterator | None = None
         self._window = [0, 0.0]  # images and seconds since the last logged step
         self.hooks: list[HookBase] = []
+        self.last_eval: dict[str, Any] | None = None  # the latest periodic evaluation (EvalHook)
         if self.run_dir is not None and self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.register_hooks(default_hooks(self.run_dir, cfg.ckpt_every, progress))
