@@ -104,6 +104,9 @@ def _resolve(term: Term, spec: str) -> NoiseOp:
     if term.inner is not None:
         msg = f"{term.name}(...) takes parameters such as px=2, not another term; join corruptions with '+'"
         raise SpecError(spec, term.inner.pos, msg, _WHAT)
+    if term.args:
+        example = ", ".join(f"{k}=..." for k in kind.params)
+        raise SpecError(spec, term.pos, f"{term.name} takes key=value parameters: {term.name}({example})", _WHAT)
     params = {}
     for key, value in term.params.items():
         if key not in kind.params:

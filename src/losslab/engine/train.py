@@ -44,6 +44,7 @@ from losslab.engine.distributed import (
 )
 from losslab.engine.hooks import CallbackHook, HookBase, default_hooks
 from losslab.engine.sampler import ResumableSampler
+from losslab.losses.factory import HybridLoss
 from losslab.precision import resolve_precision
 
 __all__ = ["NonFiniteLossError", "ResumableSampler", "Trainer", "build_optimizer", "seed_everything", "to_device"]
@@ -160,6 +161,9 @@ class Trainer:
         self._window = [0, 0.0]  # images and seconds since the last logged step
         self.hooks: list[HookBase] = []
         self.last_eval: dict[str, Any] | None = None  # the latest periodic evaluation (EvalHook)
+        # hybrid losses whose weights are schedules of training progress (``bce + ramp(0, 1)*boundary``)
+        self._scheduled = [m for m in model.modules() if isinstance(m, HybridLoss) and m.scheduled_weights()]
+        self.schedule_weights: dict[str, float] = {}
         if self.run_dir is not None and self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.register_hooks(default_hooks(self.run_dir, cfg.ckpt_every, progress))
@@ -264,6 +268,12 @@ class Trainer:
         if self.precision.channels_last and isinstance(images, torch.Tensor) and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         self.train_model.train()
+        if self._scheduled:  # progress 0 at the first step, 1 at the last
+            t = self.iter / max(self.max_iter - 1, 1)
+            self.schedule_weights = {}
+            for loss in self._scheduled:
+                loss.set_progress(t)
+                self.schedule_weights.update(loss.scheduled_weights())
         with self.precision.autocast():
             out = self.train_model(images, targets)
         terms = {k: v for k, v in out.items() if k.startswith("loss_")}
@@ -325,6 +335,7 @@ class Trainer:
             "images_per_s": images / seconds if seconds > 0 else 0.0,
             "time": self.train_seconds,
             **{k: v for k, v in values.items() if k not in terms and k != "total"},
+            **{f"weight/{k}": v for k, v in self.schedule_weights.items()},
         }
 
     def _skip_step(self, targets: Any, terms: dict[str, torch.Tensor]) -> None:

@@ -10,9 +10,17 @@ from losslab.config import suggest
 from losslab.losses._base import REDUCTIONS, MaskInputs, MaskLoss, PixelLoss, reduce
 from losslab.losses.operators import OPERATORS, LogCosh, Uncropped
 from losslab.losses.registry import CONTRACTS, get_loss_info, list_losses
+from losslab.losses.schedules import SCHEDULES, Schedule, build_schedule
 from losslab.losses.spec import SpecError, Term, format_spec, format_term, parse_spec
 
-__all__ = ["HybridLoss", "LossEquivalenceWarning", "WeightedSum", "create_loss", "loss_terms", "loss_with_terms"]
+__all__ = [
+    "HybridLoss",
+    "LossEquivalenceWarning",
+    "WeightedSum",
+    "create_loss",
+    "loss_terms",
+    "loss_with_terms",
+]
 
 
 class LossEquivalenceWarning(UserWarning):
@@ -21,17 +29,37 @@ class LossEquivalenceWarning(UserWarning):
 
 class HybridLoss(MaskLoss):
     """A weighted sum of mask losses that share one ``MaskInputs``: the sigmoid, the per-pixel
-    BCE and the region sums are computed once for all terms.
+    BCE and the region sums are computed once for all terms. A weight is a number or a
+    ``Schedule`` of training progress (``ramp(0, 1)*boundary``), evaluated at ``self.progress``
+    (``set_progress``; 0 until the trainer sets it).
 
     Shape:
         as ``MaskLoss``: ``(N, H, W)`` or ``(N, 1, H, W)`` in, scalar or ``(N,)`` out.
     """
 
-    def __init__(self, terms: list[tuple[float, MaskLoss, str]], reduction: str = "mean"):
+    def __init__(self, terms: list[tuple[float | Schedule, MaskLoss, str]], reduction: str = "mean"):
         super().__init__(reduction=reduction)
-        self.weights = [w for w, _, _ in terms]
+        self.schedules = [w for w, _, _ in terms]
         self.labels = [label for _, _, label in terms]
         self.terms = nn.ModuleList(m for _, m, _ in terms)
+        self.progress = 0.0
+
+    @property
+    def weights(self) -> list[float]:
+        """Each term's weight now (a schedule's value at ``self.progress``)."""
+        return [w(self.progress) if isinstance(w, Schedule) else w for w in self.schedules]
+
+    def set_progress(self, t: float) -> None:
+        """Training progress in [0, 1] (the trainer calls this before every step)."""
+        self.progress = min(max(float(t), 0.0), 1.0)
+
+    def scheduled_weights(self) -> dict[str, float]:
+        """``{"ramp(0, 1)*boundary": 0.25}``: the current value of each scheduled weight, for the log."""
+        return {
+            label: w(self.progress)
+            for w, label in zip(self.schedules, self.labels, strict=True)
+            if isinstance(w, Schedule)
+        }
 
     def per_instance(self, x: MaskInputs) -> Tensor:
         total = None
@@ -54,7 +82,7 @@ class HybridLoss(MaskLoss):
         }
 
     def extra_repr(self) -> str:
-        return f"weights={self.weights}, reduction={self.reduction!r}"
+        return f"weights={self.schedules}, reduction={self.reduction!r}"
 
 
 class WeightedSum(nn.Module):
@@ -130,6 +158,25 @@ def _build_operator(term: Term, spec: str, reduction: str, contract: str, crop: 
     return Uncropped(inner, crop=crop, reduction=reduction)
 
 
+def _schedule(term: Term, spec: str, contract: str) -> Schedule:
+    """A term's scheduled weight (``ramp(0, 1)`` of ``ramp(0, 1)*boundary``), refused with the position."""
+    if contract not in ("mask", "regression"):
+        raise SpecError(spec, term.pos, f"weight schedules apply to mask and regression losses, not {contract!r}")
+    if term.name not in SCHEDULES:
+        near = suggest(term.name, list(SCHEDULES))
+        raise SpecError(
+            spec,
+            term.pos,
+            f"unknown weight schedule {term.name!r}.{near} A weight is a number or: {', '.join(SCHEDULES)}",
+        )
+    if term.inner is not None:
+        raise SpecError(spec, term.pos, f"{term.name}(...) takes numbers, e.g. {term.name}(0, 1)")
+    try:
+        return build_schedule(term.name, term.args, term.params)
+    except ValueError as exc:
+        raise SpecError(spec, term.pos, str(exc)) from None
+
+
 def _identity(term: Term) -> str:
     """What a term computes, without its weight: ``dice(smooth=1, squared=true)`` and
     ``dice(squared=true, smooth=1)`` are one loss."""
@@ -143,6 +190,14 @@ def _warn_same(spec: str, equiv: str, why: str) -> None:
 
 def _build_term(term: Term, spec: str, reduction: str, contract: str, crop: bool) -> nn.Module:
     """The module of one term, without its weight (operators build their inner term first)."""
+    if term.args:
+        example = "huber(delta=2)" if term.name not in SCHEDULES else f"{term.name}(0, 1)*boundary"
+        why = (
+            f"{term.name} is a weight schedule: put it in front of a loss with '*'"
+            if term.name in SCHEDULES
+            else f"{term.name} takes key=value parameters"
+        )
+        raise SpecError(spec, term.pos, f"{why}, e.g. {example}")
     if term.name in OPERATORS:
         module = _build_operator(term, spec, reduction, contract, crop)
     else:
@@ -194,11 +249,12 @@ def create_loss(spec: str, reduction: str = "mean", contract: str = "mask", crop
     if contract not in CONTRACTS:
         raise ValueError(f"contract must be one of {CONTRACTS}, got {contract!r}.{suggest(contract, CONTRACTS)}")
     terms = parse_spec(spec)
-    built: list[tuple[float, nn.Module, str]] = []
+    built: list[tuple[float | Schedule, nn.Module, str]] = []
     for term in terms:
         if term.name in OPERATORS and contract not in ("mask", "regression"):
             raise SpecError(spec, term.pos, f"{term.name}(...) wraps mask losses; the {contract!r} contract has none")
-        built.append((term.weight, _build_term(term, spec, reduction, contract, crop), format_term(term)))
+        weight = term.weight if term.schedule is None else _schedule(term.schedule, spec, contract)
+        built.append((weight, _build_term(term, spec, reduction, contract, crop), format_term(term)))
     names = [_identity(t) for t in terms]
     if len(set(names)) != len(names):
         warnings.warn(
@@ -206,7 +262,7 @@ def create_loss(spec: str, reduction: str = "mean", contract: str = "mask", crop
             LossEquivalenceWarning,
             stacklevel=2,
         )
-    if len(built) == 1 and built[0][0] == 1.0:
+    if len(built) == 1 and not isinstance(built[0][0], Schedule) and built[0][0] == 1.0:
         loss = built[0][1]
     elif all(isinstance(m, MaskLoss) for _, m, _ in built):
         loss = HybridLoss(built, reduction=reduction)  # type: ignore[arg-type]

@@ -3,15 +3,17 @@
 Grammar (whitespace is free)::
 
     spec   := term ("+" term)*
-    term   := [number "*"] call ["*" number]
-    call   := name ["(" [param ("," param)*] ")"] | name "(" call ")"
-    param  := key "=" value
+    term   := [number "*"] call ["*" number] | call "*" call
+    call   := name ["(" [arg ("," arg)*] ")"] | name "(" call ")"
+    arg    := value | key "=" value              (positional values first)
     value  := number | true | false | none | word | 'text' | "text"
 
-Examples: ``"bce"``, ``"0.5*mse + bce"``, ``"huber(delta=2) + 0.5*dice(squared=true)"``, and an
-operator applied to a term: ``"bce + 0.5*uncropped(mse)"``, ``"log_cosh(pixel_dice(smooth=0.1))"``.
-Which names are operators is the reader's business (``losslab.losses.factory``); the parser only
-tells ``name(key=value)`` (parameters) from ``name(other(...))`` (a nested term, without a weight).
+Examples: ``"bce"``, ``"0.5*mse + bce"``, ``"huber(delta=2) + 0.5*dice(squared=true)"``, an
+operator applied to a term: ``"bce + 0.5*uncropped(mse)"``, ``"log_cosh(pixel_dice(smooth=0.1))"``,
+and a weight that is a schedule over training: ``"bce + ramp(0, 1)*boundary"`` (``call "*" call``: the
+first call is the weight, ``Term.schedule``). Which names are operators and schedules is the reader's
+business (``losslab.losses.factory``); the parser only tells ``name(key=value)`` (parameters) from
+``name(other(...))`` (a nested term, without a weight).
 
 Other specs of the same shape without weights (``label_noise``: ``"boundary(px=2) + drop(p=0.1)"``)
 reuse this parser through ``parse_spec(..., what=..., item=..., weights=False)``.
@@ -50,7 +52,8 @@ class Term:
     """One ``weight * name(params)`` term of a spec; ``pos`` is where its name starts.
 
     ``inner`` is the term an operator wraps (``uncropped(mse)``: name ``"uncropped"``, inner ``mse``);
-    ``None`` for a plain term. An inner term has weight 1.
+    ``None`` for a plain term. An inner term has weight 1. ``args`` are positional values
+    (``ramp(0, 1)``); ``schedule`` is a weight that is itself a call (``ramp(0, 1)*boundary``).
     """
 
     weight: float
@@ -58,6 +61,8 @@ class Term:
     params: dict[str, Any] = field(default_factory=dict)
     pos: int = 0
     inner: Term | None = None
+    args: list[Any] = field(default_factory=list)
+    schedule: Term | None = None
 
 
 def _value(text: str) -> Any:
@@ -127,6 +132,20 @@ class _Parser:
                 raise self.error(f"expected '*' after the weight {num}")
             self.i += 1
         term = self.call()
+        if self.peek() == "*" and _NAME.match(self.s[self.i + 1 :].lstrip()):
+            if not self.weights:
+                raise self.error(f"the terms of a {self.what} take no weight")
+            if num is not None:
+                raise self.error(
+                    f"a scheduled weight takes no number in front; scale the schedule itself, e.g. "
+                    f"{term.name}(0, {weight:g})",
+                    start,
+                )
+            self.i += 1
+            schedule, term = term, self.call()
+            term.schedule = schedule
+            if self.peek() == "*":
+                raise self.error("a scheduled term takes no further weight")
         if self.peek() == "*":
             if not self.weights:
                 raise self.error(f"the terms of a {self.what} take no weight")
@@ -161,23 +180,36 @@ class _Parser:
             self.expect(")")
             return Term(weight=1.0, name=name, pos=pos, inner=inner)
         params: dict[str, Any] = {}
+        args: list[Any] = []
         if self.peek() != ")":
             while True:
                 self.ws()
                 kpos = self.i
-                key = self.match(_NAME)
-                if key is None:
-                    raise self.error(f"expected a parameter name inside {name}(...)")
-                if key in params:
-                    raise self.error(f"parameter {key!r} given twice", kpos)
-                self.expect("=")
-                params[key] = self.value()
+                if not self._keyword_follows():
+                    if self.peek() == "=":
+                        raise self.error(f"expected a parameter name inside {name}(...)")
+                    if params:
+                        raise self.error(f"a positional value after key=value inside {name}(...)")
+                    args.append(self.value())
+                else:
+                    key = self.match(_NAME)
+                    assert key is not None
+                    if key in params:
+                        raise self.error(f"parameter {key!r} given twice", kpos)
+                    self.expect("=")
+                    params[key] = self.value()
                 if self.peek() == ",":
                     self.i += 1
                     continue
                 break
         self.expect(")")
-        return Term(weight=1.0, name=name, params=params, pos=pos)
+        return Term(weight=1.0, name=name, params=params, pos=pos, args=args)
+
+    def _keyword_follows(self) -> bool:
+        """Whether ``key=`` comes next (else a positional value)."""
+        rest = self.s[self.i :]
+        m = _NAME.match(rest)
+        return m is not None and rest[m.end() :].lstrip().startswith("=")
 
     def _nested_term_follows(self) -> bool:
         """After ``name(``: whether a term follows (``mse)``, ``dice(``, ``0.5*``) rather than ``key=``."""
@@ -254,8 +286,10 @@ def format_term(term: Term) -> str:
     if term.inner is not None:
         body = f"{term.name}({format_term(term.inner)})"
     else:
-        args = ", ".join(f"{k}={_fmt_value(v)}" for k, v in term.params.items())
-        body = f"{term.name}({args})" if args else term.name
+        args = [_fmt_value(v) for v in term.args] + [f"{k}={_fmt_value(v)}" for k, v in term.params.items()]
+        body = f"{term.name}({', '.join(args)})" if args else term.name
+    if term.schedule is not None:
+        body = f"{format_term(term.schedule)}*{body}"
     return body if term.weight == 1 else f"{term.weight:g}*{body}"
 
 
