@@ -84,14 +84,28 @@ def test_constant_difference_is_certain():
     assert compare_paired([2.0, 3.0, 4.0], [1.0, 2.0, 3.0]).verdict == BETTER
 
 
-def test_bootstrap_ci_close_to_scipy_percentile():
+def test_bootstrap_ci_is_scipys_bca_interval():
     rng = np.random.default_rng(0)
-    x = rng.normal(0.7, 0.1, size=60)
+    x = rng.lognormal(0.0, 1.0, size=60)  # skewed, like per-image AP: BCa and percentile differ
     iv = bootstrap_ci(x, n_boot=4000, seed=1)
-    ref = sst.bootstrap((x,), np.mean, confidence_level=0.95, method="percentile", n_resamples=4000, random_state=2)
+    ref = sst.bootstrap((x,), np.mean, confidence_level=0.95, method="BCa", n_resamples=4000, random_state=1)
     assert iv.mean == pytest.approx(x.mean())
-    assert iv.low == pytest.approx(ref.confidence_interval.low, abs=0.01)
-    assert iv.high == pytest.approx(ref.confidence_interval.high, abs=0.01)
+    assert (iv.low, iv.high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+    pct = sst.bootstrap((x,), np.mean, method="percentile", n_resamples=4000, random_state=1).confidence_interval
+    assert iv.high > pct.high  # the right skew moves BCa's interval up
+    constant = bootstrap_ci([0.5] * 10)
+    assert (constant.low, constant.high) == (0.5, 0.5)
+
+
+def test_holm_equals_statsmodels_on_random_families():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(7)
+    for m in (1, 2, 5, 12):
+        for _ in range(20):
+            raw = rng.uniform(0, 0.2, size=m) ** rng.uniform(0.5, 3)
+            ours = holm(dict(enumerate(raw)))
+            assert [ours[i] for i in range(m)] == pytest.approx(list(multipletests(raw, method="holm")[1]))
 
 
 def test_bootstrap_comparison_pairs_images():

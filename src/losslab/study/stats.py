@@ -202,23 +202,28 @@ def compare_paired(
     return Comparison(diff, p, wilcoxon_p, _verdict(diff.mean, p, 1 - confidence, higher_is_better), "paired t")
 
 
-def _bootstrap_means(x: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    return x[idx].mean(axis=1)
+def _bootstrap(x: np.ndarray, confidence: float, n_boot: int, seed: int) -> tuple[float, float, np.ndarray]:
+    """``scipy.stats.bootstrap`` of the mean of ``x`` (BCa interval); returns the interval and the
+    resampled means. Constant data has no spread to resample: its interval is the value itself."""
+    if not np.any(x - x[0]):
+        return float(x[0]), float(x[0]), np.full(n_boot, float(x[0]))
+    res = sst.bootstrap(
+        (x,), np.mean, confidence_level=confidence, n_resamples=n_boot, method="BCa", random_state=seed, vectorized=True
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high), res.bootstrap_distribution
 
 
 def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Interval:
-    """Mean and percentile-bootstrap interval of ``values`` (e.g. per-image scores of one run)."""
+    """Mean and bootstrap interval of ``values`` (e.g. per-image scores of one run): scipy's
+    ``bootstrap`` with the bias-corrected and accelerated (BCa) interval, which corrects the
+    percentile interval's skew for a mean of skewed per-image scores."""
     x = _finite(values)
     if len(x) == 0:
         return Interval(math.nan, math.nan, math.nan, 0)
     if len(x) < 2:
         return Interval(float(x.mean()), math.nan, math.nan, len(x))
-    means = _bootstrap_means(x, n_boot, seed)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return Interval(float(x.mean()), float(low), float(high), len(x))
+    low, high, _ = _bootstrap(x, confidence, n_boot, seed)
+    return Interval(float(x.mean()), low, high, len(x))
 
 
 def compare_bootstrap(
@@ -229,21 +234,23 @@ def compare_bootstrap(
     n_boot: int = 2000,
     seed: int = 0,
 ) -> Comparison:
-    """Single-seed comparison: the mean per-image difference, resampling the images both runs scored.
+    """Single-seed comparison: the mean per-image difference, resampling the images both runs scored
+    (paired: one resample draws the same images for both), with scipy's BCa interval.
 
     The p-value is the two-sided bootstrap p: twice the smaller share of resampled means on either
     side of zero.
     """
     a, b = _pairs(per_image, baseline_per_image)
     d = a - b
-    diff = bootstrap_ci(d, confidence, n_boot, seed)
     if len(d) < 2:
-        p = math.nan
-    elif not np.any(d - d[0]):
-        p = 1.0 if d[0] == 0 else 0.0
+        diff, p = bootstrap_ci(d, confidence, n_boot, seed), math.nan
     else:
-        means = _bootstrap_means(d, n_boot, seed)
-        p = float(min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0))))
+        low, high, means = _bootstrap(d, confidence, n_boot, seed)
+        diff = Interval(float(d.mean()), low, high, len(d))
+        if not np.any(d - d[0]):
+            p = 1.0 if d[0] == 0 else 0.0
+        else:
+            p = float(min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0))))
     return Comparison(diff, p, None, _verdict(diff.mean, p, 1 - confidence, higher_is_better), "bootstrap")
 
 
