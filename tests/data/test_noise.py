@@ -10,7 +10,7 @@ import pytest
 
 from losslab.data.noise import LabelNoise, corrupt_masks, make_label_noise, simplify_polygons
 from losslab.data.noise_spec import NoiseOp, format_label_noise, parse_label_noise
-from losslab.losses.spec import SpecError
+from losslab.grammar import SpecError
 
 
 def _ellipse(size: int = 96, axes: tuple[int, int] = (30, 18), centre: tuple[int, int] | None = None) -> np.ndarray:

@@ -123,3 +123,12 @@ def test_progress_without_a_terminal_prints_a_line_per_finished_run(tmp_path, ti
     assert done[-1].startswith("[4/4] done")
     assert any("running" in line and "elapsed" in line for line in lines)  # the heartbeat
     assert "█" not in buffer.getvalue() and "━" not in buffer.getvalue()  # no bars
+
+
+def test_iterations_of_counts_steps_as_the_trainer_does():
+    from losslab.study.runner import iterations_of
+
+    assert iterations_of({"max_iter": 360}) == 360
+    assert iterations_of({}) == 500  # the trainer's default
+    assert iterations_of({"epochs": 3, "data": "synthetic", "synth_train": 50, "batch_size": 8}) == 18
+    assert iterations_of({"epochs": 3, "data": "/data/butts", "batch_size": 8}) is None  # only the data can tell

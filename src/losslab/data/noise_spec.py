@@ -11,7 +11,7 @@ A spec is ``none`` or a ``+``-joined list of corruptions, applied in the order w
     drop(p=0.1)                   each instance left unannotated with probability 0.1
     boundary(px=2) + drop(p=0.1)  both, in this order
 
-The text is parsed by ``losslab.losses.spec`` (one grammar for both kinds of spec) without
+The text is parsed by ``losslab.grammar`` (one grammar for both kinds of spec) without
 weights; this module checks the names and parameters. ``losslab.data.noise`` applies the result.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from losslab.config import suggest
-from losslab.losses.spec import SpecError, Term, parse_spec
+from losslab.grammar import SpecError, Term, parse_spec
 
 __all__ = ["NOISES", "NoiseKind", "NoiseOp", "check_label_noise", "format_label_noise", "parse_label_noise"]
 

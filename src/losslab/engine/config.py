@@ -212,9 +212,7 @@ class TrainConfig:
                 raise ValueError(f"train config: {f.name} must be a finite number, got {value}")
 
     def _check_label_noise(self) -> None:
-        # Imported here: the spec grammar lives with the losses (torch), and this module stays
-        # importable without torch for the study CLI.
-        from losslab.data.noise_spec import parse_label_noise
+        from losslab.data.noise_spec import parse_label_noise  # pure Python, on the grammar module
 
         try:  # refused here, before any data is generated or read
             parse_label_noise(self.label_noise)

@@ -4,10 +4,10 @@
 >>> value = loss(logits, target, valid=None)   # (N, H, W) or (N, 1, H, W)
 """
 
+from losslab.grammar import SpecError, format_spec, parse_spec
 from losslab.losses._base import MaskInputs, MaskLoss
 from losslab.losses.factory import HybridLoss, LossEquivalenceWarning, create_loss, loss_terms, loss_with_terms
 from losslab.losses.registry import LossInfo, get_loss_info, list_losses, register_loss
-from losslab.losses.spec import SpecError, format_spec, parse_spec
 
 __all__ = [
     "HybridLoss",

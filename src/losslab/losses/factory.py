@@ -7,11 +7,11 @@ import warnings
 from torch import Tensor, nn
 
 from losslab.config import suggest
+from losslab.grammar import SpecError, Term, format_spec, format_term, parse_spec
 from losslab.losses._base import REDUCTIONS, MaskInputs, MaskLoss, PixelLoss, reduce
 from losslab.losses.operators import OPERATORS, LogCosh, Uncropped
 from losslab.losses.registry import CONTRACTS, get_loss_info, list_losses
 from losslab.losses.schedules import SCHEDULES, Schedule, build_schedule
-from losslab.losses.spec import SpecError, Term, format_spec, format_term, parse_spec
 
 __all__ = [
     "HybridLoss",

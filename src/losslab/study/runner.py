@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from losslab.engine.config import DATA_FILE_KEYS, resolve_run_config, synthetic_args
+from losslab.engine.config import DATA_FILE_KEYS, TrainConfig, resolve_run_config, synthetic_args
 from losslab.study.arch_fps import ARCH_FPS_IMAGES, measure_architectures
 from losslab.study.executors import InlineExecutor, ProcessExecutor, RunFn, last_step, write_returned_files
 from losslab.study.selection import chosen_values, study_choices
@@ -37,7 +37,6 @@ from losslab.study.store import StudyStore, flatten_metrics
 
 __all__ = [
     "DATA_KEY",
-    "ITERATION_KEYS",
     "default_run_fn",
     "planned_runs",
     "pregenerate_synthetic",
@@ -49,8 +48,6 @@ __all__ = [
 
 #: The trainer's config key for the dataset folder.
 DATA_KEY = "data"
-#: Config keys that may hold a run's length in steps (for progress and ETA).
-ITERATION_KEYS = ("iterations", "max_iter", "max_iterations", "steps")
 #: The stages of a study, in the order they run (``losslab.study.tuning``).
 STAGES = ("tune", "verdict")
 
@@ -109,12 +106,18 @@ def run_dir_of(out_dir: str | Path, run_id: str) -> Path:
 
 
 def iterations_of(config: Mapping[str, Any]) -> int | None:
-    """A run's length in steps, if its config says."""
-    for key in ITERATION_KEYS:
-        value = config.get(key)
-        if isinstance(value, (int, float)) and value > 0:
-            return int(value)
-    return None
+    """A run's length in steps as the trainer will count it (for progress bars and the ETA): ``max_iter``
+    (the trainer's default when unset), or ``epochs`` x batches per epoch where the config tells the
+    training set's size (the synthetic data's ``synth_train``); ``None`` when only the data can tell.
+    Single process: ``world_size`` is not known here."""
+    defaults = TrainConfig()
+    epochs = config.get("epochs") or 0
+    if not epochs:
+        return int(config.get("max_iter") or defaults.max_iter)
+    if config.get("data", defaults.data) != "synthetic":
+        return None
+    images = int(config.get("synth_train") or defaults.synth_train)
+    return int(epochs) * (images // int(config.get("batch_size") or defaults.batch_size)) or None
 
 
 @contextmanager

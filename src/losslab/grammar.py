@@ -1,4 +1,8 @@
-"""The loss spec language: a weighted sum of named losses in one string.
+"""The spec grammar: a weighted sum of named terms in one string, pure Python (no torch).
+
+It sits below ``losslab.data`` and ``losslab.losses``: the loss spec (``losses.factory``), the
+label-noise spec (``data.noise_spec``) and the weight schedules all read it, and none of them imports
+the other.
 
 Grammar (whitespace is free)::
 
