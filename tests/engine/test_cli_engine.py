@@ -124,3 +124,15 @@ def test_fps_takes_model_overrides_and_the_fast_path():
     assert res.exit_code != 0 and "num_classes" in res.output
     res = runner.invoke(app, ["fps", "masknet", "--fast"])
     assert res.exit_code != 0 and "no fast inference path" in res.output
+
+
+def test_a_bad_loss_spec_is_refused_before_anything_is_read_or_written(tmp_path):
+    """The model config's loss fields are checked where the config is resolved: no data, no folder."""
+    out = tmp_path / "x"
+    res = runner.invoke(
+        app, ["train", "model=yolact_tiny", "mask_loss=bce + dcie", "data=/nonexistent", "--out", str(out)]
+    )
+    assert res.exit_code == 2 and "mask_loss='bce + dcie'" in res.output and "dice" in res.output
+    assert "position 6" in res.output and not out.exists()
+    res = runner.invoke(app, ["train", "model=depthmask_tiny", "depth_loss=dice", "--out", str(out)])
+    assert res.exit_code == 2 and "regression" in res.output and not out.exists()

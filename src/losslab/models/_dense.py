@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from losslab.losses import HybridLoss, create_loss
+from losslab.losses import HybridLoss
+from losslab.losses.fields import build_loss, loss_field, loss_fields
 
 __all__ = ["DenseConfig", "DenseModel", "DenseTargets", "HeadLoss", "dense_target", "mask_losses"]
 
@@ -39,7 +41,7 @@ class DenseConfig:
         in_channels: image channels.
     """
 
-    mask_loss: str = "bce"
+    mask_loss: str = loss_field("bce")
     mask_weight: float = 1.0
     input_size: int = 128
     num_classes: int = 1
@@ -96,18 +98,19 @@ def dense_target(targets: DenseTargets, key: str, like: Tensor) -> Tensor:
 
 
 class HeadLoss(nn.Module):
-    """One head's loss: a catalogue spec, its contract and a weight.
+    """One head's loss: a config's loss field (its spec and contract, ``loss_field``) and a weight.
 
     Args:
-        spec: the loss spec (``"bce + 2*dice"``, ``"2*rmse"``).
-        contract: ``"mask"`` (logits vs 0/1) or ``"regression"`` (values vs values, e.g. depth).
+        config: the model's config dataclass.
+        name: its loss field (``"mask_loss"``, ``"depth_loss"``): ``"mask"`` contract (logits vs 0/1)
+            or ``"regression"`` (values vs values, e.g. depth); ``valid`` marks ignored pixels, not a crop.
         weight: multiplies the spec's value.
     """
 
-    def __init__(self, spec: str, contract: str = "mask", weight: float = 1.0):
+    def __init__(self, config: Any, name: str, weight: float = 1.0):
         super().__init__()
-        self.loss = create_loss(spec, contract=contract, crop=False)  # valid marks ignored pixels, not a crop
-        self.contract = contract
+        self.loss = build_loss(config, name)
+        self.contract = loss_fields(config)[name]["contract"]
         self.weight = float(weight)
 
     def forward(self, pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:

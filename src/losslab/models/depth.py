@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from losslab.losses.fields import loss_field
 from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, dense_target, mask_losses
 from losslab.models.registry import register_model
 from losslab.models.unet import UNetConfig, UNetDecoder, UNetEncoder
@@ -37,9 +38,9 @@ class DepthMaskConfig(UNetConfig):
         depth_weight: weight of the depth head's loss (``mask_weight`` weighs the mask head's).
     """
 
-    mask_loss: str = "bce + 2*dice"
+    mask_loss: str = loss_field("bce + 2*dice")
     base_channels: int = 16
-    depth_loss: str = "2*rmse"
+    depth_loss: str = loss_field("2*rmse", contract="regression")
     depth_weight: float = 1.0
 
 
@@ -58,8 +59,8 @@ class DepthMaskNet(DenseModel):
         self.encoder = UNetEncoder(config.in_channels, config.base_channels, config.depth)
         self.depth_decoder = UNetDecoder(config.base_channels, config.depth, out_channels=1)
         self.mask_decoder = UNetDecoder(config.base_channels, config.depth, out_channels=1)
-        self.depth_loss = HeadLoss(config.depth_loss, "regression", config.depth_weight)
-        self.mask_loss = HeadLoss(config.mask_loss, "mask", config.mask_weight)
+        self.depth_loss = HeadLoss(config, "depth_loss", config.depth_weight)
+        self.mask_loss = HeadLoss(config, "mask_loss", config.mask_weight)
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:
         features = self.encoder(images)

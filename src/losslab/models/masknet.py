@@ -65,7 +65,7 @@ class MaskNet(DenseModel):
         self.mix = nn.Conv2d(64, 32, 1)
         self.body = nn.Sequential(_block(32, 64, p), _block(64, 64, p))
         self.head = nn.Conv2d(64, 1, 1)
-        self.mask_loss = HeadLoss(config.mask_loss, "mask", config.mask_weight)
+        self.mask_loss = HeadLoss(config, "mask_loss", config.mask_weight)
 
     def accepted_channels(self) -> tuple[int, ...]:
         return (self.config.in_channels, 2 * self.config.in_channels)

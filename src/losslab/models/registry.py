@@ -64,9 +64,15 @@ class ModelInfo:
         """The resolved config with ``key=value`` overrides (strings are coerced to the field types).
 
         Raises:
-            ValueError: an unknown key (with the closest keys) or a value the config's check refuses.
+            ValueError: an unknown key (with the closest keys), a value the config's check refuses, or a
+                loss spec that does not build (every ``loss_field``, with the field, the position and the
+                closest names): before any data is read or anything is written.
         """
-        return apply_overrides(self.defaults, overrides, where=self.name)
+        config = apply_overrides(self.defaults, overrides, where=self.name)
+        from losslab.losses.fields import check_loss_fields  # here: the registry imports no torch
+
+        check_loss_fields(config)
+        return config
 
 
 _MODELS: dict[str, ModelInfo] = {}

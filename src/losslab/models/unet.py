@@ -124,7 +124,7 @@ class UNet(DenseModel):
         self.config = config
         self.encoder = UNetEncoder(config.in_channels, config.base_channels, config.depth)
         self.decoder = UNetDecoder(config.base_channels, config.depth, out_channels=1)
-        self.mask_loss = HeadLoss(config.mask_loss, "mask", config.mask_weight)
+        self.mask_loss = HeadLoss(config, "mask_loss", config.mask_weight)
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:
         return {"mask": self.decoder(self.encoder(images))}

@@ -64,7 +64,6 @@ from losslab.study.tuning import TUNE_RUN_CONFIG, TuneSpec, parse_tune
 from losslab.study.verdicts import DEFAULT_MARGIN
 
 __all__ = [
-    "LOSS_CONTRACTS",
     "RunSpec",
     "StudySpec",
     "canonical_json",
@@ -83,7 +82,6 @@ STUDY_KEYS = (
 #: Keys of ``dataset``.
 DATASET_KEYS = ("synthetic", "path")
 #: Which loss contract a ``*_loss`` key is checked against (others default to ``mask``).
-LOSS_CONTRACTS = {"depth_loss": "regression", "box_loss": "box", "class_loss": "class"}
 #: The grid axis whose values are mappings of several keys that vary together.
 VARIANTS = "variants"
 #: The torch threads of each run of a spec that does not set ``threads`` (see the module doc).
@@ -340,7 +338,10 @@ def _axis_values(axis: str, values: Any, where: str) -> dict[str, Any]:
 def _check_losses(keys_values: list[tuple[str, Any]], where: str) -> list[str]:
     """Build every loss spec once; return the catalogue's equivalence warnings as notes."""
     from losslab.losses import create_loss
+    from losslab.losses.fields import loss_contracts
+    from losslab.models import get_model_info, list_models
 
+    contracts = loss_contracts([get_model_info(n).defaults for n in list_models()])  # as the models declare
     notes = []
     for key, spec in keys_values:
         if not key.endswith("_loss") or spec is None:
@@ -350,7 +351,7 @@ def _check_losses(keys_values: list[tuple[str, Any]], where: str) -> list[str]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                create_loss(spec, contract=LOSS_CONTRACTS.get(key, "mask"))
+                create_loss(spec, contract=contracts.get(key, "mask"))
             except ValueError as exc:
                 raise ValueError(f"{where}: bad {key} {spec!r}: {exc}") from None
         notes.extend(f"{key} {spec!r}: {w.message}" for w in caught)

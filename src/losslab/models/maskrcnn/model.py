@@ -32,7 +32,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from losslab.losses import create_loss
+from losslab.losses.fields import build_loss, loss_field
 from losslab.models.maskrcnn.roi_heads import LossRoIHeads, PassThroughTransform
 from losslab.models.registry import register_model
 
@@ -84,7 +84,7 @@ class MaskRCNNConfig:
         box_score_thresh, box_nms_thresh, detections_per_img: inference post-processing.
     """
 
-    mask_loss: str = "bce"
+    mask_loss: str = loss_field("bce")
     num_classes: int = 1
     input_size: int = 512
     cls_weight: float = 1.0
@@ -181,8 +181,8 @@ class MaskRCNNModel(MaskRCNN):
     task = "instance"
 
     def __init__(self, config: MaskRCNNConfig):
-        # Fails early, with suggestions, on a bad spec. The RoI-aligned mask is the region: no crop to undo.
-        mask_loss = create_loss(config.mask_loss, crop=False)
+        # The RoI-aligned mask is the region: no crop to undo (the field says crop=False).
+        mask_loss = build_loss(config, "mask_loss")
         backbone = _resnet_fpn(config)
         width = config.fpn_channels
         mask_width = config.mask_head_layers[-1]

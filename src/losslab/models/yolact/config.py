@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from losslab.losses.fields import loss_field
+
 __all__ = ["BACKBONES", "YolactConfig"]
 
 #: Backbones: torchvision's ResNets and EfficientNet-Lite0 (``efficientnet.py``).
@@ -100,9 +102,9 @@ class YolactConfig:
     pos_iou: float = 0.5
     neg_iou: float = 0.4
     crowd_iou: float = 0.7
-    mask_loss: str = "bce"
-    class_loss: str = "ohem_ce"
-    box_loss: str = "smooth_l1"
+    mask_loss: str = loss_field("bce", crop=True)
+    class_loss: str = loss_field("ohem_ce", contract="class")
+    box_loss: str = loss_field("smooth_l1", contract="box")
     conf_alpha: float = 1.0
     bbox_alpha: float = 1.5
     mask_alpha: float = 6.125

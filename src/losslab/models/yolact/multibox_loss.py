@@ -48,7 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from losslab.losses import create_loss, get_loss_info, loss_with_terms, parse_spec
+from losslab.losses import get_loss_info, loss_with_terms, parse_spec
+from losslab.losses.fields import build_loss
 from losslab.models.yolact.box_utils import box_area_pixels, box_mask, decode, match
 from losslab.models.yolact.config import YolactConfig
 
@@ -105,10 +106,10 @@ class MultiBoxLoss(nn.Module):
     def __init__(self, config: YolactConfig):
         super().__init__()
         self.config = config
-        self.class_loss = create_loss(config.class_loss, reduction="sum", contract="class")
-        self.box_loss = create_loss(config.box_loss, reduction="sum", contract="box")
+        self.class_loss = build_loss(config, "class_loss", reduction="sum")
+        self.box_loss = build_loss(config, "box_loss", reduction="sum")
         self.box_on = box_loss_acts_on(config.box_loss)
-        self.mask_loss = create_loss(config.mask_loss, reduction="none", contract="mask")
+        self.mask_loss = build_loss(config, "mask_loss", reduction="none")
         # Shapes are ours and correct; skipping the NaN/range checks keeps a NaN a value (the
         # trainer skips the step) instead of an exception, and saves device syncs per step.
         for loss in (self.class_loss, self.box_loss, self.mask_loss):
