@@ -13,8 +13,6 @@ from losslab.study.runner import run_study
 from losslab.study.spec import parse_study, validate_keys
 from losslab.study.store import StudyStore
 
-pytest.importorskip("losslab.engine.run")
-
 
 @pytest.mark.slow
 def test_tiny_real_study_end_to_end(tmp_path):

@@ -3,6 +3,8 @@ re-running skips finished runs, parallel workers, the folder lock."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from studyfake import fake_run
 
@@ -74,11 +76,18 @@ def test_one_driver_per_folder(tmp_path, tiny_spec):
 
 @pytest.mark.slow
 def test_parallel_workers(tmp_path, tiny_spec):
+    """Two workers run two runs at once: in two processes, with overlapping start-to-end windows."""
+    tiny_spec["config"]["fake_step_seconds"] = 0.3  # three steps: about a second per run
     out = tmp_path / "study"
     summary = run_study(parse_study(tiny_spec), out, run_fn=fake_run, workers=2, progress=False)
     assert summary["done"] == 4
     with StudyStore(out / "study.db") as store:
-        assert len(store.runs("done")) == 4 and store.integrity_ok()
+        runs = store.runs("done")
+        assert len(runs) == 4 and store.integrity_ok()
+    pids = {(run_dir_of(out, r["run_id"]) / "worker.pid").read_text() for r in runs}
+    assert len(pids) == 2
+    windows = sorted((r["started"], r["finished"]) for r in runs)
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(windows))
 
 
 def test_a_folder_holds_one_study(tmp_path, tiny_spec):

@@ -186,3 +186,14 @@ def test_a_non_utf8_or_malformed_yaml_spec_names_the_file(tmp_path):
     broken.write_text("grid: [bce\n")
     with pytest.raises(ValueError, match=rf"{broken}: not valid YAML"):
         load_study(broken)
+
+
+def test_exactly_the_run_limit_is_accepted(tiny_spec):
+    """10,000 runs is allowed, 10,001 is not (the limit is inclusive)."""
+    tiny_spec["grid"] = {"mask_loss": {f"L{i}": "bce" for i in range(100)}, "lr": [1e-3 * (1 + i) for i in range(50)]}
+    tiny_spec["baseline"] = "L0"
+    tiny_spec["seeds"] = 2  # 100 x 50 x 2 = 10,000
+    assert len(parse_study(tiny_spec).labels()) * 2 == 10_000
+    tiny_spec["grid"]["lr"].append(1.0)  # 100 x 51 x 2 = 10,200
+    with pytest.raises(ValueError, match="10,200 runs"):
+        parse_study(tiny_spec)
