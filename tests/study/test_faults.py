@@ -77,10 +77,16 @@ def test_a_dataset_without_annotations_fails_its_runs_with_the_reason(fakes, ins
         assert store.all_metrics() == {}  # no -1 and no 0 anywhere
 
 
-def test_a_study_run_with_a_truncated_checkpoint_resumes_instead_of_failing(fakes, instance_data, tmp_path, caplog):
+def test_a_study_run_with_a_truncated_checkpoint_resumes_instead_of_failing(
+    fakes, instance_data, tmp_path, caplog, monkeypatch
+):
+    import losslab.study.runner as runner
+
     study = parse_study(_spec(instance_data, {"model": ["fake_instance"]}))
     out = tmp_path / "study"
-    run_study(study, out, progress=False)
+    with monkeypatch.context() as m:  # a run killed while training is never slimmed: it keeps previous.pt
+        m.setattr(runner, "_slim", lambda *args: None)
+        run_study(study, out, progress=False)
     run_id = study.runs()[0].run_id
     run_dir = run_dir_of(out, run_id)
     last = run_dir / "checkpoints" / "last.pt"
