@@ -24,6 +24,21 @@ import numpy as np
 
 BASE_AP = {"bce": 80.0, "dice": 60.0, "mse": 78.0}
 
+#: The cut-down recipe of the end-to-end tests that go through the real runner and trainer: two steps
+#: on 64-px images, in float32 (the wiring is under test, not bf16 numerics: tests/engine/test_amp.py),
+#: with the trainer's own rule on skipped steps (a non-finite step fails the run, as in a real study).
+TINY_REAL_CONFIG = {
+    "max_iter": 2,
+    "batch_size": 2,
+    "input_size": 64,
+    "warmup_iters": 1,
+    "log_every": 1,
+    "fps_images": 2,
+    "num_samples": 1,
+    "device": "cpu",
+    "amp": False,
+}
+
 
 def _noise(text: str) -> float:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF - 0.5

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from studyfake import TINY_REAL_CONFIG
 
 from losslab.study.builtin import BUILTIN_STUDIES
 from losslab.study.report import write_report
@@ -13,19 +14,7 @@ from losslab.study.runner import run_study
 from losslab.study.spec import parse_study, validate_keys
 from losslab.study.store import StudyStore
 
-TINY_CONFIG = {
-    "max_iter": 2,
-    "batch_size": 2,
-    "input_size": 64,
-    "warmup_iters": 1,
-    "log_every": 1,
-    "fps_images": 2,
-    "num_samples": 1,
-    "device": "cpu",
-    # fp32: the wiring is under test, not bf16 numerics (tests/engine/test_amp.py). At 64 px bf16 once
-    # gave an occasional non-finite first step, which fails a two-step run (fixed in fpn._downsample).
-    "amp": False,
-}
+TINY_CONFIG = TINY_REAL_CONFIG
 
 
 def _tiny(name: str, max_configs: int | None = None) -> dict:

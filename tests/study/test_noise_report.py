@@ -10,6 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 from rich.console import Console
+from studyfake import TINY_REAL_CONFIG
 from typer.testing import CliRunner
 
 from losslab.cli import app
@@ -184,19 +185,7 @@ def test_no_section_without_a_noise_axis():
 
 # ---- a cut-down `noise` through the real runner and trainer
 
-TINY_CONFIG = {
-    "max_iter": 2,
-    "batch_size": 2,
-    "input_size": 64,
-    "warmup_iters": 1,
-    "log_every": 1,
-    "fps_images": 2,
-    "num_samples": 1,
-    "device": "cpu",
-    # Two steps on 64-px images now and then give a non-finite gradient; a skipped step must not fail
-    # a run whose only purpose here is to reach the report.
-    "max_skipped_fraction": 1.0,
-}
+TINY_CONFIG = TINY_REAL_CONFIG
 
 
 @pytest.mark.slow
