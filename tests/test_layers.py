@@ -30,3 +30,21 @@ def test_the_grammar_is_pure_python():
     imported = _imports(SRC / "grammar.py")
     outside = {n for n in imported if n.split(".")[0] not in sys.stdlib_module_names and n != "__future__"}
     assert not outside, f"grammar.py imports {sorted(outside)}"
+
+
+def test_the_report_reads_the_store_and_never_imports_the_runner():
+    for path in sorted((SRC / "report").rglob("*.py")):
+        bad = {n for n in _imports(path) if n in ("losslab.study.runner", "losslab.study.executors")}
+        assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+
+
+def test_the_study_package_runs_and_stores_in_at_most_12_modules_and_imports_no_report_module_at_load():
+    modules = sorted((SRC / "study").glob("*.py"))
+    assert len(modules) <= 12, [p.name for p in modules]
+    for path in modules:
+        top_level = {
+            n.module
+            for n in ast.parse(path.read_text(encoding="utf-8")).body
+            if isinstance(n, ast.ImportFrom) and n.module
+        }
+        assert not {n for n in top_level if n.startswith("losslab.report")}, path.name

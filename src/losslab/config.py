@@ -18,7 +18,16 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["apply_overrides", "closest", "config_to_dict", "lookup", "parse_kv", "read_yaml", "suggest"]
+__all__ = [
+    "apply_overrides",
+    "closest",
+    "config_to_dict",
+    "format_seconds",
+    "lookup",
+    "parse_kv",
+    "read_yaml",
+    "suggest",
+]
 
 
 def closest(name: str, valid: Iterable[str], n: int = 3) -> list[str]:
@@ -182,3 +191,13 @@ def read_yaml(path: str | Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``"1:02:03"`` / ``"2:03"``; an empty string for None."""
+    if seconds is None:
+        return ""
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

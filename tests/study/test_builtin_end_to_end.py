@@ -8,8 +8,8 @@ import copy
 import pytest
 from studyfake import TINY_REAL_CONFIG
 
+from losslab.report.write import write_report
 from losslab.study.builtin import BUILTIN_STUDIES
-from losslab.study.report import write_report
 from losslab.study.runner import run_study
 from losslab.study.spec import parse_study, validate_keys
 from losslab.study.store import StudyStore

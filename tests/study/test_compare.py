@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from losslab.cli import app
-from losslab.study.compare import compare_verdicts, contradicts
-from losslab.study.tuning_report import VERDICT_COLUMNS
+from losslab.report.compare import compare_verdicts, contradicts
+from losslab.report.tuning_report import VERDICT_COLUMNS
 
 
 def _write(folder, verdicts):

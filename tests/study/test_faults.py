@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from losslab.cli import app
 from losslab.engine.checkpoint import load_checkpoint
 from losslab.models import register_model, unregister_model
-from losslab.study.report import write_report
+from losslab.report.write import write_report
 from losslab.study.runner import run_dir_of, run_study
 from losslab.study.spec import parse_study
 from losslab.study.store import StudyStore

@@ -13,6 +13,9 @@ from reportfake import flagged_study
 from rich.console import Console
 from scipy import stats as sst
 
+from losslab.report.summary import warnings_of
+from losslab.report.tables import collect
+from losslab.report.write import print_tables, write_report
 from losslab.study.flags import (
     COLLAPSED,
     EMPTY_MASKS,
@@ -30,11 +33,8 @@ from losslab.study.flags import (
     plateau,
     run_health,
 )
-from losslab.study.report import print_tables, write_report
 from losslab.study.status import status_table
 from losslab.study.store import StudyStore
-from losslab.study.summary import warnings_of
-from losslab.study.tables import collect
 
 
 def _curve(fn, steps: int = 500, every: int = 10, noise: float = 0.0, seed: int = 0) -> list[tuple[int, float]]:

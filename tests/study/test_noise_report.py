@@ -15,8 +15,7 @@ from typer.testing import CliRunner
 
 from losslab.cli import app
 from losslab.data.noise_spec import parse_label_noise
-from losslab.study.builtin import BUILTIN_STUDIES
-from losslab.study.noise_report import (
+from losslab.report.noise_report import (
     level_tables,
     noise_findings,
     noise_grid,
@@ -24,12 +23,13 @@ from losslab.study.noise_report import (
     relative_drop,
     seed_ratios,
 )
-from losslab.study.report import print_tables, write_report
+from losslab.report.stats import BETTER
+from losslab.report.summary import main_table
+from losslab.report.tables import ConfigResults, StudyResults, build_tables
+from losslab.report.write import print_tables, write_report
+from losslab.study.builtin import BUILTIN_STUDIES
 from losslab.study.runner import run_study
 from losslab.study.spec import load_study, parse_study, validate_keys
-from losslab.study.stats import BETTER
-from losslab.study.summary import main_table
-from losslab.study.tables import ConfigResults, StudyResults, build_tables
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

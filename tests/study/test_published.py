@@ -7,7 +7,7 @@ import math
 import pytest
 
 from losslab.losses import create_loss
-from losslab.study.published import load_published, own_numbers, own_numbers_text, published_names, runs
+from losslab.report.published import load_published, own_numbers, own_numbers_text, published_names, runs
 
 
 def test_the_survey_tables_ship_with_the_package():

@@ -8,7 +8,7 @@ import csv
 
 import pytest
 
-from losslab.study.report import write_report
+from losslab.report.write import write_report
 from losslab.study.runner import run_study
 from losslab.study.spec import parse_study, validate_keys
 from losslab.study.store import StudyStore

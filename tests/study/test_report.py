@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from studyfake import fake_metrics, fake_run
 
-from losslab.study.report import CSV_COLUMNS, format_cell, write_report
-from losslab.study.reproduce import command
+from losslab.report.reproduce import command
+from losslab.report.stats import UNDECIDED, WORSE
+from losslab.report.tables import Cell, build_tables, collect, mark_best
+from losslab.report.write import CSV_COLUMNS, format_cell, write_report
 from losslab.study.runner import run_study
 from losslab.study.spec import load_study, parse_study
-from losslab.study.stats import UNDECIDED, WORSE
 from losslab.study.store import StudyStore
-from losslab.study.tables import Cell, build_tables, collect, mark_best
 
 
 @pytest.fixture

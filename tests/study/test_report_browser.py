@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from reportfake import flagged_study
 
-from losslab.study.report import write_report
+from losslab.report.write import write_report
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from reportfake import write_tiny_coco
 
-from losslab.study.samples import draw_ground_truth, load_ground_truth, make_sample_grid, score_threshold
+from losslab.report.samples import draw_ground_truth, load_ground_truth, make_sample_grid, score_threshold
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sst
 
-from losslab.study.stats import (
+from losslab.report.stats import (
     BETTER,
     UNDECIDED,
     WORSE,

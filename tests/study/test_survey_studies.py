@@ -8,9 +8,9 @@ from typer.testing import CliRunner
 
 from losslab.cli import app
 from losslab.losses import create_loss
+from losslab.report.published import load_published
 from losslab.study.builtin import survey_batch
 from losslab.study.dry_run import dry_run
-from losslab.study.published import load_published
 from losslab.study.spec import load_study
 
 

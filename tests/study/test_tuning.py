@@ -9,7 +9,7 @@ import csv
 import pytest
 from studyfake import fake_run
 
-from losslab.study.report import write_report
+from losslab.report.write import write_report
 from losslab.study.runner import run_dir_of, run_study
 from losslab.study.spec import parse_study
 from losslab.study.store import StudyStore
@@ -201,8 +201,8 @@ def test_a_study_killed_mid_tuning_resumes_there(tmp_path, tuned_spec):
 
 
 def _results_with(choice):
+    from losslab.report.tables import ConfigResults, StudyResults
     from losslab.study.flags import RunHealth
-    from losslab.study.tables import ConfigResults, StudyResults
 
     study = parse_study({**_SPEC, "tune": {"grid": {"lr": LRS}, "dataset": {"path": "tune"}}})
     cfg = ConfigResults("Dice", {"mask_loss": "Dice"}, {}, {0: "r0", 1: "r1"}, tuning=choice)

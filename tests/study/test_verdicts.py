@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from losslab.study.stats import BETTER, EQUIVALENT, UNDECIDED, WORSE
-from losslab.study.verdicts import compare_family, minimum_detectable, pooled_layout, tost_p
+from losslab.report.stats import BETTER, EQUIVALENT, UNDECIDED, WORSE
+from losslab.report.verdicts import compare_family, minimum_detectable, pooled_layout, tost_p
 
 sm = pytest.importorskip("statsmodels.formula.api")
 pd = pytest.importorskip("pandas")

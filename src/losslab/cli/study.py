@@ -80,7 +80,7 @@ def run_cmd(
     Killing it loses at most the work since each run's last checkpoint; run the same command again to
     resume. Runs that fail are recorded with their traceback and the study goes on.
     """
-    from losslab.study.report import print_tables, write_report
+    from losslab.report.write import print_tables, write_report
     from losslab.study.runner import run_study
     from losslab.study.spec import load_study, parse_study
 
@@ -129,7 +129,7 @@ def tensorboard_cmd(
     each run's loss terms and final metrics, and an HParams table (configuration, stage, seed and every
     key that differs between runs, such as the loss spec and the tuned lr -> mask, box and boundary AP).
     Needs the tensorboard extra; open with `tensorboard --logdir DIR/tensorboard`."""
-    from losslab.study.tensorboard_export import export_study
+    from losslab.report.tensorboard_export import export_study
 
     try:
         target, n = export_study(out, log_dir)
@@ -155,7 +155,7 @@ def prune_cmd(out: Path = typer.Argument(..., help="The study folder.")) -> None
 @study_app.command("report")
 def report_cmd(out: Path = typer.Argument(..., help="The study folder.")) -> None:
     """Write report.md, report.html, table.tex, results.csv, verdicts.csv and plots/ from DIR/study.db."""
-    from losslab.study.report import print_tables, write_report
+    from losslab.report.write import print_tables, write_report
 
     try:
         files = write_report(out)
@@ -179,7 +179,7 @@ def compare_cmd(
     equivalent). Undecided contradicts nothing. Run a study twice (another CPU, or `--set amp=false`) and
     compare: a verdict that flips was noise.
     """
-    from losslab.study.compare import compare_verdicts
+    from losslab.report.compare import compare_verdicts
 
     try:
         pairs = compare_verdicts(first, second, None if metric == "all" else metric)

@@ -1,5 +1,5 @@
-"""Studies: a grid of training runs over losses (and any other key), a resumable runner, the SQLite
-results store, statistics against a baseline and the report.
+"""Studies: a grid of training runs over losses (and any other key), a resumable runner and the SQLite
+results store; ``losslab.report`` reads the store and writes the report.
 
 >>> study = load_study("quick")                 # or a YAML file
 >>> run_study(study, "studies/quick")           # resumable; results in studies/quick/study.db
@@ -32,11 +32,12 @@ _WHERE = {
     "validate_keys": "spec",
     "StudyStore": "store",
     "run_study": "runner",
-    "write_report": "report",
+    "write_report": "losslab.report.write",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'losslab.study' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"losslab.study.{_WHERE[name]}"), name)
+    module = _WHERE[name] if "." in _WHERE[name] else f"losslab.study.{_WHERE[name]}"
+    return getattr(importlib.import_module(module), name)

@@ -33,7 +33,7 @@ from losslab.study.arch_fps import ARCH_FPS_IMAGES, measure_architectures
 from losslab.study.executors import InlineExecutor, ProcessExecutor, RunFn, last_step, write_returned_files
 from losslab.study.selection import chosen_values, study_choices
 from losslab.study.spec import RunSpec, StudySpec, canonical_json, validate_keys
-from losslab.study.store import StudyStore, flatten_metrics
+from losslab.study.store import StudyStore, flatten_metrics, run_dir_of
 
 __all__ = [
     "DATA_KEY",
@@ -100,11 +100,6 @@ def pregenerate_synthetic(runs: list[RunSpec]) -> None:
             synthetic_root(resolved.train, resolved.task)
 
 
-def run_dir_of(out_dir: str | Path, run_id: str) -> Path:
-    """The folder of one run."""
-    return Path(out_dir) / "runs" / run_id
-
-
 def iterations_of(config: Mapping[str, Any]) -> int | None:
     """A run's length in steps as the trainer will count it (for progress bars and the ETA): ``max_iter``
     (the trainer's default when unset), or ``epochs`` x batches per epoch where the config tells the
@@ -150,7 +145,7 @@ def _warn_oversubscribed(runs: list[RunSpec], workers: int, console: Console) ->
 
 def _make_executor(kind: str, run_fn: RunFn, workers: int, address: str | None, progress: bool) -> Any:
     if kind == "ray":
-        from losslab.study.ray_executor import RayExecutor
+        from losslab.study.executors import RayExecutor
 
         return RayExecutor(run_fn, address=address, max_in_flight=workers if workers > 1 else None)
     if kind != "local":

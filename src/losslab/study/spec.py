@@ -61,7 +61,6 @@ import yaml
 from losslab.config import read_yaml, suggest
 from losslab.engine.config import SYNTH_KEYS, resolve_run_config
 from losslab.study.tuning import TUNE_RUN_CONFIG, TuneSpec, parse_tune
-from losslab.study.verdicts import DEFAULT_MARGIN
 
 __all__ = [
     "RunSpec",
@@ -88,6 +87,8 @@ VARIANTS = "variants"
 DEFAULT_THREADS = 1
 #: The most runs a study may make (configurations x seeds).
 MAX_RUNS = 10_000
+#: The verdicts' equivalence margin when a spec sets none (metric points; ``losslab.report.verdicts``).
+DEFAULT_MARGIN = 2.0
 
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
@@ -479,10 +480,10 @@ def _load_plugins(value: Any, where: str) -> list[str]:
 
 
 def _published(value: Any, where: str) -> str | None:
-    """A shipped result table's name (``losslab.study.published``), or ``None``."""
+    """A shipped result table's name (``losslab.report.published``), or ``None``."""
     if value is None:
         return None
-    from losslab.study.published import published_names
+    from losslab.report.published import published_names
 
     names = published_names()
     if value not in names:

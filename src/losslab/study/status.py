@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
+from losslab.config import format_seconds
 from losslab.study.executors import last_step
 from losslab.study.flags import run_health
 from losslab.study.runner import iterations_of
@@ -17,16 +18,6 @@ from losslab.study.store import StudyStore
 __all__ = ["format_seconds", "status_table"]
 
 _STYLE = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim"}
-
-
-def format_seconds(seconds: float | None) -> str:
-    """``"1:02:03"`` / ``"2:03"``; an empty string for None."""
-    if seconds is None:
-        return ""
-    s = round(seconds)
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 def status_table(out_dir: str | Path) -> tuple[Table, str]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from losslab.study.spec import RunSpec, canonical_json
 
-__all__ = ["STATUSES", "StudyStore", "flatten_metrics"]
+__all__ = ["STATUSES", "StudyStore", "flatten_metrics", "run_dir_of"]
 
 STATUSES = ("pending", "running", "done", "failed")
 
@@ -330,3 +330,8 @@ class StudyStore:
     def integrity_ok(self) -> bool:
         """``PRAGMA integrity_check`` says ok."""
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def run_dir_of(out_dir: str | Path, run_id: str) -> Path:
+    """The folder of one run."""
+    return Path(out_dir) / "runs" / run_id

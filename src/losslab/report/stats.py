@@ -13,7 +13,7 @@ Pure functions on plain numbers:
 A single comparison's verdict is ``"better"`` or ``"worse"`` only when the interval of the difference
 excludes zero (equivalently, the two-sided test rejects at 1 - confidence); after ``adjust_holm`` the
 verdict follows the Holm-adjusted p instead. Otherwise it is ``"undecided"``. A study's tables use
-``losslab.study.verdicts.compare_family``, which pools the variance over the config x seed layout and
+``losslab.report.verdicts.compare_family``, which pools the variance over the config x seed layout and
 adds ``"equivalent"`` (within a stated margin, by TOST).
 """
 

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import stats as sst
 from scipy.optimize import brentq
 
-from losslab.study.stats import (
+from losslab.report.stats import (
     BETTER,
     EQUIVALENT,
     UNDECIDED,
@@ -46,6 +46,7 @@ from losslab.study.stats import (
     compare_paired,
     holm,
 )
+from losslab.study.spec import DEFAULT_MARGIN
 
 __all__ = [
     "DEFAULT_MARGIN",
@@ -60,7 +61,6 @@ __all__ = [
 ]
 
 #: The equivalence margin (metric points, e.g. AP) of a study that does not state one.
-DEFAULT_MARGIN = 2.0
 #: The power at which ``mde`` is stated.
 POWER = 0.8
 #: Bartlett's test on the configurations' residuals below this p: the variances differ, no pooling.

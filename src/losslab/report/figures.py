@@ -5,7 +5,7 @@
 - ``val_ap.png``: validation AP over iterations, where the runs evaluated before their end;
 - ``ap_vs_iou.png`` / ``ap_vs_iou_box.png``: mask and box AP at each IoU threshold;
 - ``pr_curves.png``: mask precision-recall at IoU 0.5;
-- ``samples.jpg``: the sample grid with its ground truth (``losslab.study.samples``);
+- ``samples.jpg``: the sample grid with its ground truth (``losslab.report.samples``);
 - ``losses.png``: the catalogue's loss / gradient picture of the study's mask losses.
 """
 
@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from losslab.engine.metric_keys import AP_KEYS
-from losslab.study import plots
-from losslab.study.curves import eval_curves, loss_panels, pr_curves, sample_images
-from losslab.study.document import Figure
-from losslab.study.runner import run_dir_of
-from losslab.study.samples import make_sample_grid
-from losslab.study.tables import StudyResults
+from losslab.report import plots
+from losslab.report.curves import eval_curves, loss_panels, pr_curves, sample_images
+from losslab.report.document import Figure
+from losslab.report.samples import make_sample_grid
+from losslab.report.tables import StudyResults
+from losslab.study.store import run_dir_of
 
 __all__ = ["make_plots"]
 

@@ -8,7 +8,10 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 
-from losslab.study.document import comparison_numbers, flags_text
+from losslab.config import format_seconds
+from losslab.report.document import comparison_numbers, flags_text
+from losslab.report.stats import BETTER, EQUIVALENT, UNDECIDED, WORSE, Comparison
+from losslab.report.tables import StudyResults, Table
 from losslab.study.flags import (
     COLLAPSE_BOX_AP,
     COLLAPSE_MASK_AP,
@@ -20,9 +23,6 @@ from losslab.study.flags import (
     STEPS_SKIPPED,
     STILL_FALLING,
 )
-from losslab.study.stats import BETTER, EQUIVALENT, UNDECIDED, WORSE, Comparison
-from losslab.study.status import format_seconds
-from losslab.study.tables import StudyResults, Table
 
 __all__ = [
     "budget_line",

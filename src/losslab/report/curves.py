@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from losslab.report.tables import StudyResults
 from losslab.study.flags import TOTAL_TERMS
-from losslab.study.tables import StudyResults
 
 __all__ = ["EVAL_METRICS", "TOTAL_TERMS", "eval_curves", "loss_panels", "mean_curve", "pr_curves", "sample_images"]
 

@@ -1,6 +1,6 @@
 """The report's figures (matplotlib, Agg, palette PNG): loss curves (the paper's Fig. 2) and validation
 AP over iterations, AP against the IoU threshold, precision-recall curves and AP against label noise.
-(The grid of sample predictions, the paper's Fig. 3, is ``losslab.study.samples``.)
+(The grid of sample predictions, the paper's Fig. 3, is ``losslab.report.samples``.)
 
 Each function takes plain data and an output path and returns the path (or None when there is
 nothing to draw), so the report decides what exists and the plots only draw.

@@ -163,7 +163,7 @@ def plot_sample_grid(
     rows = {k: list(v) for k, v in rows.items() if any(c is not None for c in v)}
     if not rows or not headers:
         return None
-    from losslab.study.plots import _pyplot
+    from losslab.report.plots import _pyplot
 
     plt = _pyplot()
     cols = len(headers)

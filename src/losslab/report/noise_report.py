@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from losslab.study import plots
-from losslab.study.document import Block, Figure, Grid, TableView, comparison_numbers
+from losslab.report import plots
+from losslab.report.document import Block, Figure, Grid, TableView, comparison_numbers
+from losslab.report.stats import BETTER, EQUIVALENT, WORSE, Comparison, Interval, mean_ci
+from losslab.report.summary import join_names, main_table, table_note, tests_text
+from losslab.report.tables import ConfigResults, StudyResults, Table, build_tables, lower_is_better
 from losslab.study.flags import COLLAPSE_MASK_AP
-from losslab.study.stats import BETTER, EQUIVALENT, WORSE, Comparison, Interval, mean_ci
-from losslab.study.summary import join_names, main_table, table_note, tests_text
-from losslab.study.tables import ConfigResults, StudyResults, Table, build_tables, lower_is_better
 
 __all__ = [
     "NOISE_AXIS",

@@ -9,7 +9,7 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
-from losslab.study.document import (
+from losslab.report.document import (
     Block,
     Figure,
     Grid,
@@ -18,7 +18,7 @@ from losslab.study.document import (
     comparison_numbers,
     format_cell,
 )
-from losslab.study.stats import Comparison
+from losslab.report.stats import Comparison
 
 __all__ = ["CSS", "render_html"]
 

@@ -11,10 +11,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from losslab.study.document import Grid, flags_text
+from losslab.config import format_seconds
+from losslab.report.document import Grid, flags_text
+from losslab.report.tables import StudyResults
 from losslab.study.spec import parse_study
-from losslab.study.status import format_seconds
-from losslab.study.tables import StudyResults
 
 __all__ = ["command", "config_grid", "environment", "fps_conditions", "git_commit", "grid_axes", "runs_grid"]
 

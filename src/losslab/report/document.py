@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from losslab.report.stats import BETTER, EQUIVALENT, WORSE, Comparison
+from losslab.report.tables import Cell, Table
 from losslab.study.flags import Flag
-from losslab.study.stats import BETTER, EQUIVALENT, WORSE, Comparison
-from losslab.study.tables import Cell, Table
 
 __all__ = [
     "Block",

@@ -5,7 +5,7 @@ Tables (those whose metrics some run has): mask AP as the survey's README (FPS, 
 box AP, boundary AP, and the dense models' metrics (mask IoU / Dice, depth RMSE ...).
 
 Intervals: with two seeds or more, a t-interval over seeds, and against the baseline the pooled test
-of ``losslab.study.verdicts`` (the config x seed layout; a paired t-test for a configuration that cannot
+of ``losslab.report.verdicts`` (the config x seed layout; a paired t-test for a configuration that cannot
 be pooled); with one seed, a bootstrap over the validation images when the runs stored per-image
 scores (``result["per_image"] = {name: {image_id: score}}``, e.g. ``{"segm": {...}}``). Either way the
 p-values of one column (every configuration against its baseline) are Holm-corrected, and the verdict
@@ -24,13 +24,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from losslab.report.stats import Comparison, Interval, compare_bootstrap, mean_ci
+from losslab.report.verdicts import compare_family
 from losslab.study.flags import COLLAPSED, EDGE_OF_GRID, MASKS_FAILED, Flag, RunHealth, config_flags, run_health
 from losslab.study.selection import chosen_values, study_choices
 from losslab.study.spec import StudySpec, parse_study
-from losslab.study.stats import Comparison, Interval, compare_bootstrap, mean_ci
 from losslab.study.store import StudyStore
 from losslab.study.tuning import TuneChoice
-from losslab.study.verdicts import compare_family
 
 __all__ = [
     "Cell",

@@ -1,4 +1,4 @@
-"""Published results a study can be read against, shipped as data (``study/published/NAME.json``),
+"""Published results a study can be read against, shipped as data (``report/published/NAME.json``),
 and what those numbers say on their own.
 
 ``yolact_loss_survey``: the README table and Tables I-III of "Using Different Loss Functions with
@@ -33,7 +33,7 @@ __all__ = [
 
 def published_names() -> list[str]:
     """The names of the shipped result tables."""
-    folder = resources.files("losslab.study") / "published"
+    folder = resources.files("losslab.report") / "published"
     return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
 
 
@@ -46,7 +46,7 @@ def load_published(name: str) -> dict[str, Any]:
     """
     if name not in published_names():
         raise ValueError(f"no published results named {name!r}; shipped: {', '.join(published_names())}")
-    text = (resources.files("losslab.study") / "published" / f"{name}.json").read_text(encoding="utf-8")
+    text = (resources.files("losslab.report") / "published" / f"{name}.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 

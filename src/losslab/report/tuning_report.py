@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from losslab.study import plots
-from losslab.study.document import Block, Figure, Grid
-from losslab.study.tables import StudyResults, Table
+from losslab.report import plots
+from losslab.report.document import Block, Figure, Grid
+from losslab.report.tables import StudyResults, Table
 from losslab.study.tuning import TuneChoice, TuneSpec
 
 __all__ = ["VERDICT_COLUMNS", "tuning_blocks", "write_verdicts_csv"]

@@ -1,5 +1,5 @@
 """Two studies' verdicts side by side (``losslab study compare A B``): does a verdict of one contradict
-the other? Read from each folder's ``verdicts.csv`` (``losslab.study.tuning_report``).
+the other? Read from each folder's ``verdicts.csv`` (``losslab.report.tuning_report``).
 
 A contradiction is a verdict that one study calls better and the other worse or equivalent (or worse
 against equivalent): the same configuration and metric cannot be all of these. ``undecided`` contradicts
@@ -13,7 +13,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from losslab.study.stats import BETTER, EQUIVALENT, UNDECIDED, WORSE
+from losslab.report.stats import BETTER, EQUIVALENT, UNDECIDED, WORSE
 
 __all__ = ["VerdictPair", "compare_verdicts", "contradicts", "read_verdicts"]
 

@@ -7,7 +7,7 @@ the flags, the budget), then the tables: each number is the mean over seeds ``±
 or with one seed a bootstrap over validation images; Holm-corrected per column), the best of each
 column in bold; then every run, how to reproduce the study, and the figures with captions. A study
 whose grid has a ``label_noise`` axis gets a section of its own after the tables
-(``losslab.study.noise_report``, ``plots/noise_robustness.png``).
+(``losslab.report.noise_report``, ``plots/noise_robustness.png``).
 
 ``results.csv`` keeps its first columns (``CSV_COLUMNS[:23]``, DESIGN.md's contract: a tuned study's
 ``stage``, ``tune`` or ``verdict``, and the ``lr`` each run trained with follow the seed) and appends the
@@ -27,16 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from losslab.engine.metric_keys import AP_KEYS
-from losslab.study.document import Block, Grid, TableView, flags_text, format_cell, render_markdown, tex_table
-from losslab.study.figures import make_plots
+from losslab.report.document import Block, Grid, TableView, flags_text, format_cell, render_markdown, tex_table
+from losslab.report.figures import make_plots
+from losslab.report.noise_report import noise_blocks, print_noise
+from losslab.report.page import render_html
+from losslab.report.reproduce import config_grid, environment, grid_axes, runs_grid
+from losslab.report.summary import config_lines, main_table, summary_items, table_note
+from losslab.report.tables import StudyResults, Table, build_tables, collect
+from losslab.report.tuning_report import tuning_blocks, write_verdicts_csv
 from losslab.study.flags import COLLAPSE_BOX_AP, COLLAPSE_MASK_AP, PLATEAU_FRACTION, PLATEAU_TOLERANCE
-from losslab.study.noise_report import noise_blocks, print_noise
-from losslab.study.page import render_html
-from losslab.study.reproduce import config_grid, environment, grid_axes, runs_grid
 from losslab.study.store import StudyStore
-from losslab.study.summary import config_lines, main_table, summary_items, table_note
-from losslab.study.tables import StudyResults, Table, build_tables, collect
-from losslab.study.tuning_report import tuning_blocks, write_verdicts_csv
 
 __all__ = ["CSV_COLUMNS", "format_cell", "make_plots", "print_tables", "write_report", "write_results_csv"]
 
@@ -140,7 +140,7 @@ def _published_blocks(results: StudyResults) -> list[Block]:
     """ "What the published numbers say": the shipped results a spec names (``published``)."""
     if not results.spec.published:
         return []
-    from losslab.study.published import own_numbers_text
+    from losslab.report.published import own_numbers_text
 
     text = own_numbers_text(results.spec.published)
     return [
