@@ -7,6 +7,7 @@ from losslab.models.registry import (
     list_models,
     model_config,
     register_model,
+    register_presets,
     unregister_model,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "list_models",
     "model_config",
     "register_model",
+    "register_presets",
     "unregister_model",
 ]

@@ -1,6 +1,6 @@
 """Depth + mask: one shared U-Net encoder, two decoders (a depth head and a mask head).
 
-The loss is one catalogue spec per head with a weight per head (seed 004):
+The loss is one catalogue spec per head with a weight per head (the small mask + depth network's notes):
 
     L = depth_weight · depth_loss(depth, depth_gt) + mask_weight · mask_loss(mask_logits, mask_gt)
 
@@ -14,12 +14,13 @@ missing measurements (the 16-bit PNG convention) and are left out of the depth l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
 from losslab.losses.fields import loss_field
 from losslab.models._dense import DenseModel, DenseTargets, HeadLoss, dense_target, mask_losses
-from losslab.models.registry import register_model
+from losslab.models.registry import register_presets
 from losslab.models.unet import UNetConfig, UNetDecoder, UNetEncoder
 
 __all__ = ["SEED_COMBINATIONS", "DepthMaskConfig", "DepthMaskNet"]
@@ -78,19 +79,13 @@ class DepthMaskNet(DenseModel):
         return out
 
 
-register_model(
-    "depthmask",
-    DepthMaskConfig(),
-    DepthMaskNet,
-    family="dense",
-    task="dense",
-    description="depth + mask: shared U-Net encoder (16 channels, depth 4), two decoders, 128 px",
-)
-register_model(
-    "depthmask_tiny",
-    DepthMaskConfig(base_channels=8, depth=3, input_size=64),
-    DepthMaskNet,
-    family="dense",
-    task="dense",
-    description="depth + mask, tiny: shared U-Net encoder (8 channels, depth 3), two decoders, 64 px",
-)
+#: Each preset's changes from ``DepthMaskConfig``'s defaults, and its description.
+PRESETS: dict[str, tuple[dict[str, Any], str]] = {
+    "depthmask": ({}, "depth + mask: shared U-Net encoder (16 channels, depth 4), two decoders, 128 px"),
+    "depthmask_tiny": (
+        {"base_channels": 8, "depth": 3, "input_size": 64},
+        "depth + mask, tiny: shared U-Net encoder (8 channels, depth 3), two decoders, 64 px",
+    ),
+}
+
+register_presets(PRESETS, DepthMaskConfig, DepthMaskNet, family="dense", task="dense")

@@ -1,4 +1,4 @@
-"""MaskNet: the small fully convolutional mask network of the mask/depth loss comparison (seed 004).
+"""MaskNet: the small fully convolutional mask network of the notes that compare mask and depth losses.
 
 Layer by layer as the seed's summary (59,745 parameters at 3 input channels):
 
@@ -16,12 +16,13 @@ stems as in the seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from losslab.models._dense import DenseConfig, DenseModel, DenseTargets, HeadLoss, mask_losses
-from losslab.models.registry import register_model
+from losslab.models.registry import register_presets
 
 __all__ = ["MaskNet", "MaskNetConfig"]
 
@@ -80,11 +81,9 @@ class MaskNet(DenseModel):
         return mask_losses(self.mask_loss, outputs["mask"], targets)
 
 
-register_model(
-    "masknet",
-    MaskNetConfig(),
-    MaskNet,
-    family="dense",
-    task="dense",
-    description="MaskNet of seed 004: 59,745-parameter fully convolutional mask network, 128 px",
-)
+#: Each preset's changes from ``MaskNetConfig``'s defaults, and its description.
+PRESETS: dict[str, tuple[dict[str, Any], str]] = {
+    "masknet": ({}, "MaskNet (the small mask + depth network's notes): 59,745-parameter fully convolutional, 128 px"),
+}
+
+register_presets(PRESETS, MaskNetConfig, MaskNet, family="dense", task="dense")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, is_dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ __all__ = [
     "list_models",
     "model_config",
     "register_model",
+    "register_presets",
     "unregister_model",
 ]
 
@@ -148,3 +149,17 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     """
     info = get_model_info(name)
     return info.build(info.config(**overrides))
+
+
+def register_presets(
+    presets: Mapping[str, tuple[dict[str, Any], str]],
+    config_cls: type,
+    build: Callable[[Any], nn.Module],
+    *,
+    family: str,
+    task: str,
+) -> None:
+    """Register a family's presets, each given in the one shape every family uses: its changes from
+    ``config_cls``'s defaults and a description (``{"yolact_tiny": ({"input_size": 256, ...}, "...")}``)."""
+    for name, (changes, description) in presets.items():
+        register_model(name, config_cls(**changes), build, family=family, task=task, description=description)

@@ -13,13 +13,14 @@ between two decoders.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from losslab.models._dense import DenseConfig, DenseModel, DenseTargets, HeadLoss, mask_losses
-from losslab.models.registry import register_model
+from losslab.models.registry import register_presets
 
 __all__ = ["UNet", "UNetConfig", "UNetDecoder", "UNetEncoder", "conv_block"]
 
@@ -133,14 +134,10 @@ class UNet(DenseModel):
         return mask_losses(self.mask_loss, outputs["mask"], targets)
 
 
-register_model(
-    "unet_tiny",
-    UNetConfig(base_channels=8, depth=3),
-    UNet,
-    family="dense",
-    task="dense",
-    description="U-Net, 8 base channels, depth 3, 128 px",
-)
-register_model(
-    "unet", UNetConfig(), UNet, family="dense", task="dense", description="U-Net, 32 base channels, depth 4, 128 px"
-)
+#: Each preset's changes from ``UNetConfig``'s defaults, and its description.
+PRESETS: dict[str, tuple[dict[str, Any], str]] = {
+    "unet_tiny": ({"base_channels": 8, "depth": 3}, "U-Net, 8 base channels, depth 3, 128 px"),
+    "unet": ({}, "U-Net, 32 base channels, depth 4, 128 px"),
+}
+
+register_presets(PRESETS, UNetConfig, UNet, family="dense", task="dense")

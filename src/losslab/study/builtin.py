@@ -445,8 +445,8 @@ BUILTIN_STUDIES: dict[str, dict[str, Any]] = {
     "masknet-depth": {
         "name": "masknet-depth",
         "description": (
-            "Seed 004: MaskNet's mask loss (BCE, SSIM, Dice), then depth + mask with the seed's "
-            "three combinations of a depth loss and a mask loss."
+            "The small mask + depth network's notes: MaskNet's mask loss (BCE, SSIM, Dice), then depth + mask "
+            "with the notes' three combinations of a depth loss and a mask loss."
         ),
         "dataset": _cpu_dataset(),
         "model": None,

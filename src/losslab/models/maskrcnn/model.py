@@ -21,6 +21,7 @@ replaces torchvision's resize-and-normalise transform.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +35,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from losslab.losses.fields import build_loss, loss_field
 from losslab.models.maskrcnn.roi_heads import LossRoIHeads, PassThroughTransform
-from losslab.models.registry import register_model
+from losslab.models.registry import register_presets
 
 __all__ = ["BACKBONES", "PRESETS", "MaskRCNNConfig", "MaskRCNNModel"]
 
@@ -231,28 +232,26 @@ class MaskRCNNModel(MaskRCNN):
         return detections
 
 
-#: The presets' configs and descriptions; ``create_model(name, **overrides)`` applies checked overrides to a copy.
-PRESETS: dict[str, tuple[MaskRCNNConfig, str]] = {
+#: Each preset's changes from ``MaskRCNNConfig``'s defaults, and its description.
+PRESETS: dict[str, tuple[dict[str, Any], str]] = {
     "maskrcnn_tiny": (
-        MaskRCNNConfig(
-            input_size=256,
-            backbone="resnet18",
-            fpn_channels=64,
-            anchor_sizes=(16, 32, 64, 128, 256),
-            rpn_pre_nms_train=600,
-            rpn_post_nms_train=300,
-            rpn_pre_nms_test=300,
-            rpn_post_nms_test=150,
-            box_batch_size_per_image=128,
-            representation_size=256,
-            mask_head_layers=(64, 64),
-            detections_per_img=50,
-        ),
+        {
+            "input_size": 256,
+            "backbone": "resnet18",
+            "fpn_channels": 64,
+            "anchor_sizes": (16, 32, 64, 128, 256),
+            "rpn_pre_nms_train": 600,
+            "rpn_post_nms_train": 300,
+            "rpn_pre_nms_test": 300,
+            "rpn_post_nms_test": 150,
+            "box_batch_size_per_image": 128,
+            "representation_size": 256,
+            "mask_head_layers": (64, 64),
+            "detections_per_img": 50,
+        },
         "Mask R-CNN, ResNet-18 FPN (64 channels), 256 px, few proposals: trains on a CPU",
     ),
-    "maskrcnn_r50": (MaskRCNNConfig(), "Mask R-CNN, ResNet-50 FPN, torchvision's standard heads, 512 px"),
+    "maskrcnn_r50": ({}, "Mask R-CNN, ResNet-50 FPN, torchvision's standard heads, 512 px"),
 }
 
-
-for _name, (_defaults, _description) in PRESETS.items():
-    register_model(_name, _defaults, MaskRCNNModel, family="maskrcnn", task="instance", description=_description)
+register_presets(PRESETS, MaskRCNNConfig, MaskRCNNModel, family="maskrcnn", task="instance")

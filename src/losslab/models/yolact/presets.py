@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from losslab.models.registry import register_model
+from losslab.models.registry import register_presets
 from losslab.models.yolact.config import YolactConfig
 from losslab.models.yolact.model import Yolact
 
@@ -69,5 +69,4 @@ PRESETS: dict[str, tuple[dict[str, Any], str]] = {
     ),
 }
 
-for _name, (_changes, _description) in PRESETS.items():
-    register_model(_name, YolactConfig(**_changes), Yolact, family="yolact", task="instance", description=_description)
+register_presets(PRESETS, YolactConfig, Yolact, family="yolact", task="instance")
