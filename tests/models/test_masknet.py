@@ -1,4 +1,4 @@
-"""MaskNet (the small mask + depth network's notes): the exact layer sizes, the dense interface, and overfitting two images."""
+"""MaskNet (the mask + depth notes): the exact layer sizes, the dense interface, and overfitting two images."""
 
 from __future__ import annotations
 
