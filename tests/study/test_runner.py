@@ -77,7 +77,7 @@ def test_one_driver_per_folder(tmp_path, tiny_spec):
 @pytest.mark.slow
 def test_parallel_workers(tmp_path, tiny_spec):
     """Two workers run two runs at once: in two processes, with overlapping start-to-end windows."""
-    tiny_spec["config"]["fake_step_seconds"] = 0.3  # three steps: about a second per run
+    tiny_spec["config"]["fake_step_seconds"] = 0.8  # three steps: 2.4 s per run, longer than a worker's start
     out = tmp_path / "study"
     summary = run_study(parse_study(tiny_spec), out, run_fn=fake_run, workers=2, progress=False)
     assert summary["done"] == 4

@@ -18,6 +18,7 @@ optimiser's state, the schedule, the random states). A study's finished run neve
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from losslab.engine import checkpoint as ckpt
-from losslab.models import create_model
+from losslab.losses.fields import loss_fields
+from losslab.models import create_model, get_model_info
 
 __all__ = ["SLIM_KEY", "is_slim", "load_weights", "seed_independent_tensors", "slim_run", "slim_state"]
 
@@ -44,9 +46,27 @@ def _builds_pretrained(model_cfg: dict[str, Any]) -> bool:
     return any(k.startswith("pretrained") and v is True for k, v in model_cfg.items())
 
 
+#: The latest architectures' seed-independent tensors: a study slims every run of one architecture
+#: (its loss specs aside) against the same two builds, so they are made once, not once per run.
+_REFERENCES: dict[str, dict[str, Tensor]] = {}
+_REFERENCES_KEPT = 2
+
+
 def seed_independent_tensors(model_name: str, model_cfg: dict[str, Any]) -> dict[str, Tensor]:
     """The tensors of a fresh build of the model that two builds under different seeds agree on:
-    pretrained weights and constant buffers. The global random state is left as it was."""
+    pretrained weights and constant buffers. The global random state is left as it was. The loss
+    fields do not change the architecture, so runs that differ only in their losses share one entry
+    (``slim_state`` compares every tensor anyway)."""
+    losses = loss_fields(get_model_info(model_name).defaults)
+    key = json.dumps([model_name, {k: v for k, v in model_cfg.items() if k not in losses}], sort_keys=True, default=str)
+    if key not in _REFERENCES:
+        if len(_REFERENCES) >= _REFERENCES_KEPT:
+            _REFERENCES.pop(next(iter(_REFERENCES)))
+        _REFERENCES[key] = _build_twice(model_name, model_cfg)
+    return _REFERENCES[key]
+
+
+def _build_twice(model_name: str, model_cfg: dict[str, Any]) -> dict[str, Tensor]:
     builds = []
     with torch.random.fork_rng(devices=[]):
         for seed in (0, 1):

@@ -190,14 +190,11 @@ def _warn_same(spec: str, equiv: str, why: str) -> None:
 
 def _build_term(term: Term, spec: str, reduction: str, contract: str, crop: bool) -> nn.Module:
     """The module of one term, without its weight (operators build their inner term first)."""
+    if term.args and term.name in SCHEDULES:
+        why = f"{term.name} is a weight schedule: put it in front of a loss with '*', e.g. {term.name}(0, 1)*boundary"
+        raise SpecError(spec, term.pos, why)
     if term.args:
-        example = "huber(delta=2)" if term.name not in SCHEDULES else f"{term.name}(0, 1)*boundary"
-        why = (
-            f"{term.name} is a weight schedule: put it in front of a loss with '*'"
-            if term.name in SCHEDULES
-            else f"{term.name} takes key=value parameters"
-        )
-        raise SpecError(spec, term.pos, f"{why}, e.g. {example}")
+        raise SpecError(spec, term.pos, f"{term.name} takes key=value parameters, e.g. huber(delta=2)")
     if term.name in OPERATORS:
         module = _build_operator(term, spec, reduction, contract, crop)
     else:

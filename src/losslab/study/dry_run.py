@@ -34,10 +34,9 @@ def dry_run(study: StudySpec) -> list[dict[str, Any]]:
         ValueError: a run config that does not resolve (an unknown key or a refused value, named).
     """
     tune = study.tune
-    chosen = {label: tune.points()[0] for label in study.labels()} if tune is not None else None
     aliased = study.aliases()
     out = []
-    for (stage, label, _), runs in _group(study.tune_runs() + study.runs(chosen)).items():
+    for (stage, label, _), runs in _group(study.tune_runs() + study.runs(study.first_choices())).items():
         config = resolve_run_config(runs[0].config).to_dict()
         entry: dict[str, Any] = {"label": label, "stage": stage}
         if label in aliased:

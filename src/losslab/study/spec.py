@@ -228,6 +228,11 @@ class StudySpec:
                     out.append(self._run(label, axes, {**cfg, "seed": seed}, "tune", point))
         return out
 
+    def first_choices(self) -> dict[str, dict[str, Any]] | None:
+        """Every configuration at its first tuning grid point: stand-in choices for checking or showing
+        verdict runs before tuning has chosen (``None`` without tuning)."""
+        return {label: self.tune.points()[0] for label in self.labels()} if self.tune is not None else None
+
     def aliases(self) -> dict[str, str]:
         """Configurations whose runs are identical to an earlier one's: label -> earlier label.
 
@@ -556,8 +561,7 @@ def validate_keys(study: StudySpec) -> None:
             (with the closest names), or a value a check refuses; naming the configuration.
     """
     checked: set[str] = set()
-    first = {label: study.tune.points()[0] for label in study.labels()} if study.tune is not None else None
-    for run in study.tune_runs() + study.runs(first):
+    for run in study.tune_runs() + study.runs(study.first_choices()):
         key = canonical_json({k: v for k, v in run.config.items() if k != "seed"})
         if key in checked:
             continue
