@@ -8,7 +8,7 @@ STUDY ?= quick
 STUDY_OUT ?= studies/$(STUDY)
 STUDY_WORKERS ?= 2
 
-.PHONY: help venv study test lint format bench clean
+.PHONY: help venv study test lint format catalogue bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,6 +38,9 @@ lint: $(STAMP)  ## ruff check + format check
 format: $(STAMP)  ## apply ruff format
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+
+catalogue: $(STAMP)  ## rewrite src/losslab/catalogue.json after adding or changing a loss or a model preset
+	$(BIN)/python -m losslab.catalogue --write
 
 bench: $(STAMP)  ## run every benchmark
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done

@@ -18,8 +18,13 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+#: What ``amp`` may be (``losslab.precision`` says what each means on a device).
+AMP_VALUES = (False, True, "bf16")
+
 __all__ = [
+    "AMP_VALUES",
     "apply_overrides",
+    "check_amp",
     "closest",
     "config_to_dict",
     "format_seconds",
@@ -201,3 +206,16 @@ def format_seconds(seconds: float | None) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def check_amp(value: bool | str, key: str = "amp") -> bool | str:
+    """``value`` if it is one of ``AMP_VALUES``.
+
+    Raises:
+        ValueError: naming the key, the value and the allowed ones.
+    """
+    if isinstance(value, bool) or value == "bf16":
+        return value
+    raise ValueError(
+        f"{key}={value!r}: expected true (fp16 on CUDA, bf16 on CPUs with native bf16), false or bf16 (forced)"
+    )

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["AMP_VALUES", "Precision", "autocast_dtype", "check_amp", "cpu_has_native_bf16", "resolve_precision"]
+from losslab.config import check_amp
+
+__all__ = ["Precision", "autocast_dtype", "cpu_has_native_bf16", "resolve_precision"]
 
 log = logging.getLogger("losslab.engine")
-
-#: What ``amp`` may be.
-AMP_VALUES = (False, True, "bf16")
 
 
 @functools.cache
@@ -49,19 +48,6 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def check_amp(value: bool | str, key: str = "amp") -> bool | str:
-    """``value`` if it is one of ``AMP_VALUES``.
-
-    Raises:
-        ValueError: naming the key, the value and the allowed ones.
-    """
-    if isinstance(value, bool) or value == "bf16":
-        return value
-    raise ValueError(
-        f"{key}={value!r}: expected true (fp16 on CUDA, bf16 on CPUs with native bf16), false or bf16 (forced)"
-    )
 
 
 def autocast_dtype(amp: bool | str, device: torch.device | str) -> torch.dtype | None:

@@ -119,8 +119,6 @@ def train(
     """
     from losslab.config import parse_kv
     from losslab.engine.config import resolve_run_config
-    from losslab.engine.run import run_experiment
-    from losslab.engine.train import NonFiniteLossError
 
     try:
         kv = parse_kv(overrides or [])
@@ -140,7 +138,14 @@ def train(
     if resume and not config and (out / "config.yaml").is_file():
         base = _load_yaml(out / "config.yaml")
     try:
-        result = run_experiment(resolve_run_config(base, kv), out, progress=progress)
+        run = resolve_run_config(base, kv)  # a bad setting is refused here, before torch loads
+    except ValueError as exc:
+        _fail(str(exc))
+    from losslab.engine.run import run_experiment
+    from losslab.engine.train import NonFiniteLossError
+
+    try:
+        result = run_experiment(run, out, progress=progress)
     except ValueError as exc:
         _fail(str(exc))
     except NonFiniteLossError as exc:  # the run diverged: it failed, and says why

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from losslab.config import apply_overrides, config_to_dict, suggest
+from losslab.catalogue import precheck_losses
+from losslab.config import apply_overrides, check_amp, config_to_dict, suggest
 from losslab.models.registry import get_model_info
 
 __all__ = [
@@ -162,8 +163,6 @@ class TrainConfig:
     ddp_find_unused: bool = True
 
     def __post_init__(self) -> None:
-        from losslab.precision import check_amp  # here: this module stays importable without torch
-
         check_amp(self.amp, "train config: amp")
         if self.augment not in ("ssd", "light", "none"):
             raise ValueError(f"train config: augment must be 'ssd', 'light' or 'none', got {self.augment!r}")
@@ -298,6 +297,8 @@ def resolve_run_config(
         from losslab.plugins import load_plugins
 
         train = replace(train, plugins=load_plugins(train.plugins, strict=strict_plugins))
+    else:  # a bad loss spec is refused here, before the model registry loads torch
+        precheck_losses(train.model, {**flat_train, **model_part})
     info = get_model_info(train.model)
     model_keys = [f.name for f in fields(info.defaults)]
     train_keys = TrainConfig.field_names()

@@ -6,6 +6,7 @@ trainer calls these helpers unconditionally.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -91,10 +92,8 @@ def cleanup_distributed() -> None:
     all the same.
     """
     if dist.is_available() and dist.is_initialized():
-        try:
+        with contextlib.suppress(RuntimeError):  # DistBackendError is a RuntimeError: a peer is gone
             dist.barrier()
-        except RuntimeError:  # DistBackendError is a RuntimeError: a peer is gone
-            pass
         dist.destroy_process_group()
 
 

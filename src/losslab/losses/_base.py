@@ -210,17 +210,28 @@ class MaskInputs:
 
 
 class ReducedLoss(nn.Module):
-    """Base of every catalogue loss: a checked ``reduction`` and the ``check_inputs`` switch
-    (callers on a hot path that validate elsewhere may turn the checks off)."""
+    """Base of every catalogue loss.
+
+    Args:
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        check_inputs: check the inputs' values (finite, in range); a caller on a hot path that
+            validates elsewhere passes ``False`` (each check costs a device sync).
+        spec: the canonical spec this module computes (``create_loss`` gives it); the loss's name
+            by default.
+
+    A subclass takes its own parameters and passes the rest on (``**base``), so the factory gives
+    every loss its reduction, contract and checks through the constructor.
+    """
 
     loss_name = "?"
 
-    def __init__(self, reduction: str = "mean"):
+    def __init__(self, reduction: str = "mean", check_inputs: bool = True, spec: str | None = None):
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
-        self.check_inputs = True
+        self.check_inputs = bool(check_inputs)
+        self.spec = self.loss_name if spec is None else spec
 
 
 class MaskLoss(ReducedLoss):
@@ -234,13 +245,19 @@ class MaskLoss(ReducedLoss):
           of by the number of valid pixels; region and structural losses ignore it.
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
 
+    Args:
+        contract: ``"mask"`` (targets in [0, 1], the sigmoid of the logits is the prediction) or
+            ``"regression"`` (raw values against raw values); the rest as ``ReducedLoss``.
+
     Subclasses implement ``per_instance(x)`` returning ``(N,)``.
     """
 
     loss_name = "?"
 
-    def __init__(self, reduction: str = "mean", contract: str = "mask"):
-        super().__init__(reduction)
+    def __init__(
+        self, reduction: str = "mean", contract: str = "mask", check_inputs: bool = True, spec: str | None = None
+    ):
+        super().__init__(reduction, check_inputs, spec)
         if contract not in ("mask", "regression"):
             raise ValueError(f"contract must be 'mask' or 'regression', got {contract!r}")
         self.contract = contract

@@ -3,6 +3,8 @@ the target's boundary, so that a wrong pixel costs as much as it is far from the
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -79,8 +81,8 @@ class BoundaryLoss(MaskLoss):
         logits, target, valid: ``(N, H, W)`` or ``(N, 1, H, W)``; output scalar or ``(N,)``.
     """
 
-    def __init__(self, shift: bool = True, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, shift: bool = True, **base: Any):
+        super().__init__(**base)
         self.shift = bool(shift)
 
     def per_instance(self, x: MaskInputs) -> Tensor:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,8 @@ class BoxLoss(ReducedLoss):
     """Base of the box contract: ``loss(pred, target)`` → one value per box, then reduced.
 
     Subclasses set ``acts_on`` (``"offsets"`` or ``"boxes"``) and implement ``per_box``.
-    ``check_inputs = False`` skips the value checks (finite, ``x2 >= x1``), which cost a device sync.
+    ``check_inputs=False`` (a constructor argument) skips the value checks (finite, ``x2 >= x1``),
+    which cost a device sync.
 
     Shape:
         - pred, target: ``(M, D)`` (``D = 4`` for boxes, ``x1, y1, x2, y2``).
@@ -103,8 +105,8 @@ class SmoothL1Loss(BoxLoss):
 
     acts_on = "offsets"
 
-    def __init__(self, beta: float = 1.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, beta: float = 1.0, **base: Any):
+        super().__init__(**base)
         if beta < 0:
             raise ValueError(f"smooth_l1 beta must be >= 0, got {beta}")
         self.beta = float(beta)

@@ -10,6 +10,7 @@ RetinaNet and YOLACT normalise; ``"none"`` returns the ``(B, A)`` values.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ __all__ = ["ClassLoss", "OHEMCrossEntropyLoss", "SigmoidFocalClassLoss", "Softma
 class ClassLoss(ReducedLoss):
     """Base of the class contract: checks inputs, computes ``per_anchor`` and reduces it.
 
-    ``check_inputs = False`` skips the label-range check, which costs a device sync.
+    ``check_inputs=False`` (a constructor argument) skips the label-range check, which costs a device sync.
 
     Shape:
         - logits: ``(B, A, C + 1)`` raw scores, column 0 the background.
@@ -124,8 +125,8 @@ class OHEMCrossEntropyLoss(ClassLoss):
         logits ``(B, A, C+1)``, labels ``(B, A)``; output scalar or ``(B, A)``.
     """
 
-    def __init__(self, neg_pos_ratio: float = 3.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, neg_pos_ratio: float = 3.0, **base: Any):
+        super().__init__(**base)
         if neg_pos_ratio < 0:
             raise ValueError(f"ohem_ce neg_pos_ratio must be >= 0, got {neg_pos_ratio}")
         self.neg_pos_ratio = float(neg_pos_ratio)
@@ -143,8 +144,8 @@ class OHEMCrossEntropyLoss(ClassLoss):
 class _FocalClassLoss(ClassLoss):
     """The two focal class losses' parameters: ``alpha`` (foreground weight) and ``gamma``."""
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, **base: Any):
+        super().__init__(**base)
         if not 0 <= alpha <= 1 or gamma < 0:
             raise ValueError(f"{self.loss_name} needs 0 <= alpha <= 1 and gamma >= 0, got {alpha}, {gamma}")
         self.alpha = float(alpha)

@@ -10,6 +10,8 @@ are computed on the CPU with OpenCV's exact EDT, without gradient.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -72,8 +74,8 @@ class HausdorffDTLoss(MaskLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, alpha: float = 2.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, alpha: float = 2.0, **base: Any):
+        super().__init__(**base)
         self.alpha = check_number(self.loss_name, "alpha", alpha, low=0.0, low_open=True)
 
     def per_instance(self, x: MaskInputs) -> Tensor:

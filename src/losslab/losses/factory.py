@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 from torch import Tensor, nn
 
-from losslab.config import suggest
-from losslab.grammar import SpecError, Term, format_spec, format_term, parse_spec
-from losslab.losses._base import REDUCTIONS, MaskInputs, MaskLoss, PixelLoss, reduce
-from losslab.losses.operators import OPERATORS, LogCosh, Uncropped
-from losslab.losses.registry import CONTRACTS, get_loss_info, list_losses
-from losslab.losses.schedules import SCHEDULES, Schedule, build_schedule
+from losslab.grammar import SpecError, Term, format_spec, format_term
+from losslab.losses._base import REDUCTIONS, MaskInputs, MaskLoss, reduce
+from losslab.losses.check import OPERATORS, check_spec, schedule_of
+from losslab.losses.operators import LogCosh, Uncropped
+from losslab.losses.registry import get_loss_info, loss_entries
+from losslab.losses.schedules import Schedule
 
 __all__ = [
     "HybridLoss",
@@ -37,8 +38,8 @@ class HybridLoss(MaskLoss):
         as ``MaskLoss``: ``(N, H, W)`` or ``(N, 1, H, W)`` in, scalar or ``(N,)`` out.
     """
 
-    def __init__(self, terms: list[tuple[float | Schedule, MaskLoss, str]], reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, terms: list[tuple[float | Schedule, MaskLoss, str]], **base: Any):
+        super().__init__(**base)
         self.schedules = [w for w, _, _ in terms]
         self.labels = [label for _, _, label in terms]
         self.terms = nn.ModuleList(m for _, m, _ in terms)
@@ -88,8 +89,9 @@ class HybridLoss(MaskLoss):
 class WeightedSum(nn.Module):
     """A weighted sum of losses of the box, class or regression-free contracts (no shared inputs)."""
 
-    def __init__(self, terms: list[tuple[float, nn.Module, str]]):
+    def __init__(self, terms: list[tuple[float, nn.Module, str]], spec: str = ""):
         super().__init__()
+        self.spec = spec
         self.weights = [w for w, _, _ in terms]
         self.labels = [label for _, _, label in terms]
         self.terms = nn.ModuleList(m for _, m, _ in terms)
@@ -103,78 +105,18 @@ class WeightedSum(nn.Module):
         return total
 
 
-def _resolve_term(term: Term, spec: str, contract: str) -> tuple[dict, object]:
-    try:
-        info = get_loss_info(term.name)
-    except ValueError:
-        near = suggest(term.name, list_losses(contract=contract))
-        raise SpecError(spec, term.pos, f"unknown loss {term.name!r}.{near}") from None
-    if contract not in info.contracts:
-        ok = ", ".join(list_losses(contract=contract))
-        raise SpecError(
-            spec,
-            term.pos,
-            f"loss {term.name!r} does not take the {contract!r} contract (it takes {', '.join(info.contracts)}); "
-            f"losses for {contract!r}: {ok}",
-        )
-    for key in term.params:
-        if key not in info.params:
-            valid = ", ".join(info.params) or "none"
-            raise SpecError(
-                spec,
-                term.pos,
-                f"{term.name} has no parameter {key!r}.{suggest(key, info.params)} Its parameters: {valid}",
-            )
-    params = {**info.params, **term.params}
-    return params, info
-
-
-def _build_operator(term: Term, spec: str, reduction: str, contract: str, crop: bool) -> nn.Module:
-    cls, _ = OPERATORS[term.name]
-    if term.inner is None:
-        example = "log_cosh(pixel_dice(smooth=0.1))" if term.name == "log_cosh" else "uncropped(mse)"
-        raise SpecError(spec, term.pos, f"{term.name} wraps a loss, as in {example}; it takes no parameters")
-    inner = _build_term(term.inner, spec, reduction, contract, crop)
-    if cls is LogCosh:
-        if not isinstance(inner, PixelLoss):
-            raise SpecError(
-                spec,
-                term.inner.pos,
-                f"log_cosh needs a loss with a value per pixel; {format_term(term.inner)} has none (it is "
-                "computed from sums over the mask"
-                + ("; log_cosh_dice is log-cosh of the region Dice" if term.inner.name == "dice" else "")
-                + "). Pixel losses: "
-                + ", ".join(n for n in list_losses(contract=contract) if issubclass(get_loss_info(n).cls, PixelLoss)),
-            )
+def _build_operator(term: Term, spec: str, crop: bool, base: dict[str, Any]) -> nn.Module:
+    assert term.inner is not None  # check_spec refused an operator without a term
+    inner = _build_term(term.inner, spec, crop, {k: v for k, v in base.items() if k != "spec"})
+    if term.name == "log_cosh":
         if term.inner.name == "bce" and not term.inner.inner:
             _warn_same(format_term(term), "log_cosh_bce", "log_cosh_bce is log(cosh(·)) of each pixel's BCE")
-        return LogCosh(inner, reduction=reduction)
-    if isinstance(inner, Uncropped):
-        raise SpecError(spec, term.inner.pos, "uncropped(...) is already uncropped; wrap the loss once")
+        return LogCosh(inner, **base)
     if not crop:
         _warn_same(
             format_term(term), format_term(term.inner), "this model has no crop: every term already sees the whole mask"
         )
-    return Uncropped(inner, crop=crop, reduction=reduction)
-
-
-def _schedule(term: Term, spec: str, contract: str) -> Schedule:
-    """A term's scheduled weight (``ramp(0, 1)`` of ``ramp(0, 1)*boundary``), refused with the position."""
-    if contract not in ("mask", "regression"):
-        raise SpecError(spec, term.pos, f"weight schedules apply to mask and regression losses, not {contract!r}")
-    if term.name not in SCHEDULES:
-        near = suggest(term.name, list(SCHEDULES))
-        raise SpecError(
-            spec,
-            term.pos,
-            f"unknown weight schedule {term.name!r}.{near} A weight is a number or: {', '.join(SCHEDULES)}",
-        )
-    if term.inner is not None:
-        raise SpecError(spec, term.pos, f"{term.name}(...) takes numbers, e.g. {term.name}(0, 1)")
-    try:
-        return build_schedule(term.name, term.args, term.params)
-    except ValueError as exc:
-        raise SpecError(spec, term.pos, str(exc)) from None
+    return Uncropped(inner, crop=crop, **base)
 
 
 def _identity(term: Term) -> str:
@@ -188,38 +130,38 @@ def _warn_same(spec: str, equiv: str, why: str) -> None:
     warnings.warn(f"'{spec}' is the same loss as '{equiv}': {why}", LossEquivalenceWarning, stacklevel=4)
 
 
-def _build_term(term: Term, spec: str, reduction: str, contract: str, crop: bool) -> nn.Module:
-    """The module of one term, without its weight (operators build their inner term first)."""
-    if term.args and term.name in SCHEDULES:
-        why = f"{term.name} is a weight schedule: put it in front of a loss with '*', e.g. {term.name}(0, 1)*boundary"
-        raise SpecError(spec, term.pos, why)
-    if term.args:
-        raise SpecError(spec, term.pos, f"{term.name} takes key=value parameters, e.g. huber(delta=2)")
+def _build_term(term: Term, spec: str, crop: bool, base: dict[str, Any]) -> nn.Module:
+    """The module of one checked term, without its weight (operators build their inner term first).
+
+    ``base``: what every loss's constructor takes (``reduction``, ``check_inputs``, ``spec``, and
+    ``contract`` for mask losses, dropped for the others).
+
+    Raises:
+        SpecError: a parameter value the loss's constructor refuses, at the term's position.
+    """
     if term.name in OPERATORS:
-        module = _build_operator(term, spec, reduction, contract, crop)
-    else:
-        if term.inner is not None:
-            ops = ", ".join(OPERATORS)
-            raise SpecError(
-                spec, term.inner.pos, f"{term.name}(...) takes parameters (key=value), not a loss; operators: {ops}"
-            )
-        params, info = _resolve_term(term, spec, contract)
-        try:
-            module = info.cls(**params, reduction=reduction)
-        except (TypeError, ValueError) as exc:
-            raise SpecError(spec, term.pos, f"bad parameters for {term.name}: {exc}") from None
-        # Simplifiers state equivalences on probabilities in [0, 1]; on raw values (regression) they
-        # need not hold (Huber with delta >= 1 is not 0.5*mse there).
-        if info.simplify is not None and contract == "mask":
-            simpler = info.simplify(params)
-            if simpler is not None:
-                _warn_same(format_term(Term(1.0, term.name, term.params)), *simpler)
-    if isinstance(module, MaskLoss):
-        module.contract = contract
+        return _build_operator(term, spec, crop, base)
+    info = get_loss_info(term.name)
+    params = {**info.params, **term.params}
+    contract = base["contract"]
+    if not issubclass(info.cls, MaskLoss):
+        base = {k: v for k, v in base.items() if k != "contract"}
+    try:
+        module = info.cls(**params, **base)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(spec, term.pos, f"bad parameters for {term.name}: {exc}") from None
+    # Simplifiers state equivalences on probabilities in [0, 1]; on raw values (regression) they
+    # need not hold (Huber with delta >= 1 is not 0.5*mse there).
+    if info.simplify is not None and contract == "mask":
+        simpler = info.simplify(params)
+        if simpler is not None:
+            _warn_same(format_term(Term(1.0, term.name, term.params)), *simpler)
     return module
 
 
-def create_loss(spec: str, reduction: str = "mean", contract: str = "mask", crop: bool = True) -> nn.Module:
+def create_loss(
+    spec: str, reduction: str = "mean", contract: str = "mask", crop: bool = True, check_inputs: bool = True
+) -> nn.Module:
     """Build the loss a spec names.
 
     Args:
@@ -231,6 +173,8 @@ def create_loss(spec: str, reduction: str = "mean", contract: str = "mask", crop
             values, e.g. depth), ``"box"`` or ``"class"``.
         crop: whether the caller's ``valid`` is a crop (YOLACT's box) that ``uncropped(...)`` undoes;
             a model without one passes ``False`` and ``uncropped(x)`` is ``x`` (with a warning).
+        check_inputs: check the input values on every call (finite, in range); a model whose
+            inputs are its own passes ``False`` (a NaN then stays a value the trainer skips).
 
     Returns:
         an ``nn.Module``; mask losses are called as ``loss(logits, target, valid=None)``. The module
@@ -243,15 +187,15 @@ def create_loss(spec: str, reduction: str = "mean", contract: str = "mask", crop
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if contract not in CONTRACTS:
-        raise ValueError(f"contract must be one of {CONTRACTS}, got {contract!r}.{suggest(contract, CONTRACTS)}")
-    terms = parse_spec(spec)
+    terms = check_spec(spec, contract, loss_entries())
+    canonical = format_spec(terms)
+    base: dict[str, Any] = {"reduction": reduction, "contract": contract, "check_inputs": check_inputs}
+    alone = len(terms) == 1 and terms[0].schedule is None and terms[0].weight == 1.0
     built: list[tuple[float | Schedule, nn.Module, str]] = []
     for term in terms:
-        if term.name in OPERATORS and contract not in ("mask", "regression"):
-            raise SpecError(spec, term.pos, f"{term.name}(...) wraps mask losses; the {contract!r} contract has none")
-        weight = term.weight if term.schedule is None else _schedule(term.schedule, spec, contract)
-        built.append((weight, _build_term(term, spec, reduction, contract, crop), format_term(term)))
+        weight = term.weight if term.schedule is None else schedule_of(term.schedule, spec, contract)
+        module = _build_term(term, spec, crop, {**base, "spec": canonical if alone else format_term(term)})
+        built.append((weight, module, format_term(term)))
     names = [_identity(t) for t in terms]
     if len(set(names)) != len(names):
         warnings.warn(
@@ -259,15 +203,11 @@ def create_loss(spec: str, reduction: str = "mean", contract: str = "mask", crop
             LossEquivalenceWarning,
             stacklevel=2,
         )
-    if len(built) == 1 and not isinstance(built[0][0], Schedule) and built[0][0] == 1.0:
-        loss = built[0][1]
-    elif all(isinstance(m, MaskLoss) for _, m, _ in built):
-        loss = HybridLoss(built, reduction=reduction)  # type: ignore[arg-type]
-        loss.contract = contract
-    else:
-        loss = WeightedSum(built)
-    loss.spec = format_spec(terms)
-    return loss
+    if alone:
+        return built[0][1]
+    if all(isinstance(m, MaskLoss) for _, m, _ in built):
+        return HybridLoss(built, **base, spec=canonical)  # type: ignore[arg-type]
+    return WeightedSum(built, spec=canonical)
 
 
 def loss_with_terms(

@@ -35,12 +35,14 @@ def loss_fields(config: Any) -> dict[str, dict[str, Any]]:
     return {f.name: dict(f.metadata[LOSS_FIELD]) for f in dataclasses.fields(config) if LOSS_FIELD in f.metadata}
 
 
-def build_loss(config: Any, name: str, reduction: str = "mean") -> nn.Module:
-    """The loss module of ``config``'s loss field ``name``, with the field's contract and crop."""
+def build_loss(config: Any, name: str, reduction: str = "mean", check_inputs: bool = True) -> nn.Module:
+    """The loss module of ``config``'s loss field ``name``, with the field's contract and crop
+    (``check_inputs``: as ``create_loss``)."""
     from losslab.losses.factory import create_loss
 
     meta = loss_fields(config)[name]
-    return create_loss(getattr(config, name), reduction=reduction, contract=meta["contract"], crop=meta["crop"])
+    spec = getattr(config, name)
+    return create_loss(spec, reduction, meta["contract"], crop=meta["crop"], check_inputs=check_inputs)
 
 
 def check_loss_fields(config: Any) -> None:

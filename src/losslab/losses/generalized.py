@@ -12,6 +12,8 @@ prediction. The meaningful binary form, the paper's two-class one, is used here:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -89,8 +91,8 @@ class GeneralizedDiceLoss(MaskLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, w_type: str = "square", smooth: float = 1e-5, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, w_type: str = "square", smooth: float = 1e-5, **base: Any):
+        super().__init__(**base)
         if w_type not in W_TYPES:
             raise ValueError(f"w_type of {self.loss_name} must be one of {W_TYPES}, got {w_type!r}")
         self.w_type = w_type

@@ -17,10 +17,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from losslab.losses._base import MaskInputs, MaskLoss, PixelLoss
 from losslab.losses._functional import log_cosh
+from losslab.losses.check import OPERATORS as _LINES
 
 __all__ = ["OPERATORS", "LogCosh", "Uncropped"]
 
@@ -29,7 +32,7 @@ class LogCosh(PixelLoss):
     """``log(cosh(v))`` of a pixel loss's per-pixel values ``v``, reduced as the wrapped loss.
 
     Args:
-        inner: the wrapped ``PixelLoss``.
+        inner: the wrapped ``PixelLoss``; the rest as ``MaskLoss``.
 
     Shape:
         as ``MaskLoss``: ``(N, H, W)`` or ``(N, 1, H, W)`` in, scalar or ``(N,)`` out.
@@ -37,8 +40,8 @@ class LogCosh(PixelLoss):
 
     loss_name = "log_cosh"
 
-    def __init__(self, inner: PixelLoss, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, inner: PixelLoss, **base: Any):
+        super().__init__(**base)
         self.inner = inner
 
     def per_pixel(self, x: MaskInputs) -> Tensor:
@@ -51,7 +54,8 @@ class Uncropped(MaskLoss):
     Args:
         inner: the wrapped ``MaskLoss``.
         crop: whether the model's ``valid`` is a crop to undo; ``False`` (a model without a crop,
-            where ``valid`` marks ignored pixels) makes this the wrapped loss unchanged.
+            where ``valid`` marks ignored pixels) makes this the wrapped loss unchanged; the rest as
+            ``MaskLoss``.
 
     Shape:
         as ``MaskLoss``: ``(N, H, W)`` or ``(N, 1, H, W)`` in, scalar or ``(N,)`` out.
@@ -59,8 +63,8 @@ class Uncropped(MaskLoss):
 
     loss_name = "uncropped"
 
-    def __init__(self, inner: MaskLoss, crop: bool = True, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, inner: MaskLoss, crop: bool = True, **base: Any):
+        super().__init__(**base)
         self.inner = inner
         self.crop = crop
 
@@ -71,8 +75,9 @@ class Uncropped(MaskLoss):
         return f"crop={self.crop}, " + super().extra_repr()
 
 
-#: Operator name -> (module class, one line for ``losslab losses list``).
+#: Operator name -> (module class, one line for ``losslab losses list``); the names and lines are
+#: ``losses.check.OPERATORS``, which the spec check reads without torch.
 OPERATORS: dict[str, tuple[type[MaskLoss], str]] = {
-    "log_cosh": (LogCosh, "log(cosh(·)) of a pixel loss's per-pixel values, then its reduction"),
-    "uncropped": (Uncropped, "the loss over the whole mask, ignoring the crop (YOLACT's mask_proto_double_loss)"),
+    "log_cosh": (LogCosh, _LINES["log_cosh"]),
+    "uncropped": (Uncropped, _LINES["uncropped"]),
 }

@@ -178,8 +178,8 @@ class HuberLoss(PixelLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, delta: float = 1.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, delta: float = 1.0, **base: Any):
+        super().__init__(**base)
         self.delta = check_number("huber", "delta", delta, low=0.0, low_open=True)
 
     def per_pixel(self, x: MaskInputs) -> Tensor:
@@ -233,8 +233,8 @@ class LabelSmoothingBCELoss(PixelLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, smoothing: float = 0.05, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, smoothing: float = 0.05, **base: Any):
+        super().__init__(**base)
         self.smoothing = check_number("label_smoothing_bce", "smoothing", smoothing, low=0.0, high=1.0)
 
     def per_pixel(self, x: MaskInputs) -> Tensor:
@@ -265,8 +265,8 @@ class FocalLoss(PixelLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, **base: Any):
+        super().__init__(**base)
         self.alpha = check_number("focal", "alpha", alpha, high=1.0)
         self.gamma = check_number("focal", "gamma", gamma, low=0.0)
 
@@ -304,8 +304,8 @@ class WeightedBCELoss(PixelLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, pos_weight: float = 1.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, pos_weight: float = 1.0, **base: Any):
+        super().__init__(**base)
         self.pos_weight = check_number("weighted_bce", "pos_weight", pos_weight, low=0.0, low_open=True)
 
     def per_pixel(self, x: MaskInputs) -> Tensor:
@@ -346,8 +346,8 @@ class BorderBCELoss(PixelLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, w0: float = 10.0, sigma: float = 5.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, w0: float = 10.0, sigma: float = 5.0, **base: Any):
+        super().__init__(**base)
         self.w0 = check_number("border_bce", "w0", w0, low=0.0)
         self.sigma = check_number("border_bce", "sigma", sigma, low=0.0, low_open=True)
 

@@ -76,8 +76,8 @@ class DiceLoss(MaskLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, smooth: float = 1.0, squared: bool = False, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, smooth: float = 1.0, squared: bool = False, **base: Any):
+        super().__init__(**base)
         self.smooth = _smooth(self.loss_name, smooth)
         if not isinstance(squared, bool):
             raise ValueError(f"squared of {self.loss_name} must be true or false, got {squared!r}")
@@ -141,8 +141,8 @@ class PixelDiceLoss(PixelLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, smooth: float = 0.1, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, smooth: float = 0.1, **base: Any):
+        super().__init__(**base)
         self.smooth = check_number("pixel_dice", "smooth", smooth, low=0.0, low_open=True)
 
     def per_pixel(self, x: MaskInputs) -> Tensor:
@@ -168,8 +168,8 @@ class JaccardLoss(DiceLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, smooth: float = 1.0, reduction: str = "mean"):
-        super().__init__(smooth=smooth, reduction=reduction)
+    def __init__(self, smooth: float = 1.0, **base: Any):
+        super().__init__(smooth=smooth, **base)
 
     def score(self, x: MaskInputs) -> Tensor:
         return jaccard_score(x.tp, x.sum_p, x.sum_g, self.smooth)
@@ -203,8 +203,8 @@ class TverskyLoss(DiceLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0, reduction: str = "mean"):
-        super().__init__(smooth=smooth, reduction=reduction)
+    def __init__(self, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0, **base: Any):
+        super().__init__(smooth=smooth, **base)
         self.alpha = check_number(self.loss_name, "alpha", alpha, low=0.0)
         self.beta = check_number(self.loss_name, "beta", beta, low=0.0)
 
@@ -242,10 +242,8 @@ class FocalTverskyLoss(TverskyLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(
-        self, alpha: float = 0.5, beta: float = 0.5, gamma: float = 0.75, smooth: float = 1.0, reduction: str = "mean"
-    ):
-        super().__init__(alpha=alpha, beta=beta, smooth=smooth, reduction=reduction)
+    def __init__(self, alpha: float = 0.5, beta: float = 0.5, gamma: float = 0.75, smooth: float = 1.0, **base: Any):
+        super().__init__(alpha=alpha, beta=beta, smooth=smooth, **base)
         self.gamma = check_number("focal_tversky", "gamma", gamma, low=0.0, low_open=True)
 
     def per_instance(self, x: MaskInputs) -> Tensor:

@@ -16,14 +16,13 @@ from typing import Any
 import torch.nn as nn
 
 from losslab.config import lookup
+from losslab.losses.check import CONTRACTS, LossEntry
 
-__all__ = ["KINDS", "LossInfo", "get_loss_info", "list_losses", "register_loss"]
+__all__ = ["CONTRACTS", "KINDS", "LossInfo", "get_loss_info", "list_losses", "loss_entries", "register_loss"]
 
 #: What a loss can be. ``mask`` contract: pixel, region, structural, boundary.
 KINDS = ("pixel", "region", "structural", "boundary", "box", "class")
 
-#: The input contracts. A hybrid spec only sums losses of one contract.
-CONTRACTS = ("mask", "regression", "box", "class")
 
 # A simplifier maps a loss's resolved parameters to (equivalent spec, reason) or None. It states an
 # equivalence under the mask contract; create_loss does not consult it for other contracts.
@@ -60,11 +59,18 @@ class LossInfo:
 _REGISTRY: dict[str, LossInfo] = {}
 
 
+#: Constructor arguments every loss takes from the factory, not from a spec.
+_BASE_ARGS = ("self", "reduction", "contract", "check_inputs", "spec")
+
+
 def _init_params(cls: type) -> dict[str, Any]:
     sig = inspect.signature(cls.__init__)
     out = {}
     for name, p in sig.parameters.items():
-        if name in ("self", "reduction", "contract") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if name in ("self", "reduction", "contract", "check_inputs", "spec") or p.kind in (
+            p.VAR_POSITIONAL,
+            p.VAR_KEYWORD,
+        ):
             continue
         out[name] = None if p.default is inspect.Parameter.empty else p.default
     return out
@@ -131,3 +137,14 @@ def get_loss_info(name: str) -> LossInfo:
     """The ``LossInfo`` of ``name``; an unknown name raises with the closest valid names."""
     _ensure_loaded()
     return lookup(_REGISTRY, name, "loss", f"`losslab losses list` shows all {len(_REGISTRY)} losses.")
+
+
+def loss_entries() -> dict[str, LossEntry]:
+    """What the spec check (``losses.check.check_spec``) knows of every registered loss."""
+    from losslab.losses._base import PixelLoss
+
+    _ensure_loaded()
+    return {
+        n: LossEntry(n, info.contracts, dict(info.params), issubclass(info.cls, PixelLoss))
+        for n, info in sorted(_REGISTRY.items())
+    }

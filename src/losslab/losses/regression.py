@@ -6,6 +6,8 @@ With ``contract="regression"`` the depth losses of the catalogue are ``rmse``, `
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -41,8 +43,8 @@ class BerHuLoss(PixelLoss):
         prediction, target, valid: ``(N, H, W)`` or ``(N, 1, H, W)``; output scalar or ``(N,)``.
     """
 
-    def __init__(self, c: float = 0.2, reduction: str = "mean"):
-        super().__init__(reduction=reduction, contract="regression")
+    def __init__(self, c: float = 0.2, **base: Any):
+        super().__init__(**({"contract": "regression"} | base))
         if not 0 < c <= 1:
             raise ValueError(f"berhu c is a fraction of the largest error in (0, 1], got {c}")
         self.c = float(c)

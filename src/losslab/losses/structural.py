@@ -5,6 +5,8 @@ pixel on its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -127,8 +129,8 @@ class SSIMLoss(MaskLoss):
             the window.
     """
 
-    def __init__(self, window: int = 11, sigma: float = 1.5, data_range: float | None = 1.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, window: int = 11, sigma: float = 1.5, data_range: float | None = 1.0, **base: Any):
+        super().__init__(**base)
         if int(window) != window or window < 1 or window % 2 == 0:
             raise ValueError(f"ssim window must be an odd positive integer, got {window}")
         if sigma <= 0:

@@ -131,8 +131,8 @@ class ClDiceLoss(MaskLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(self, iter_: int = 3, smooth: float = 1.0, eps: float = 0.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
+    def __init__(self, iter_: int = 3, smooth: float = 1.0, eps: float = 0.0, **base: Any):
+        super().__init__(**base)
         self.iter_ = _iterations(self.loss_name, iter_)
         self.smooth = check_number(self.loss_name, "smooth", smooth, low=0.0, low_open=True)
         self.eps = check_number(self.loss_name, "eps", eps, low=0.0)
@@ -186,10 +186,8 @@ class DiceClDiceLoss(ClDiceLoss):
         - output: scalar for ``reduction="mean"``/``"sum"``; ``(N,)`` for ``"none"``.
     """
 
-    def __init__(
-        self, iter_: int = 3, alpha: float = 0.5, smooth: float = 1.0, eps: float = 0.0, reduction: str = "mean"
-    ):
-        super().__init__(iter_=iter_, smooth=smooth, eps=eps, reduction=reduction)
+    def __init__(self, iter_: int = 3, alpha: float = 0.5, smooth: float = 1.0, eps: float = 0.0, **base: Any):
+        super().__init__(iter_=iter_, smooth=smooth, eps=eps, **base)
         self.alpha = check_number(self.loss_name, "alpha", alpha, low=0.0, high=1.0)
 
     def per_instance(self, x: MaskInputs) -> Tensor:

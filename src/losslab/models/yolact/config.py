@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from losslab.config import check_amp, suggest
 from losslab.losses.fields import loss_field
 
 __all__ = ["BACKBONES", "YolactConfig"]
@@ -134,8 +135,6 @@ class YolactConfig:
             ValueError: naming the key, the bad value and what is allowed.
         """
         if self.backbone not in BACKBONES:
-            from losslab.config import suggest
-
             raise ValueError(
                 f"backbone={self.backbone!r} is not supported.{suggest(self.backbone, BACKBONES)} "
                 f"Choose one of {', '.join(BACKBONES)}"
@@ -152,8 +151,6 @@ class YolactConfig:
             raise ValueError(
                 f"dcn_stages={self.dcn_stages}: deformable convs replace ResNet 3x3 convs; use dcn_stages=()"
             )
-        from losslab.precision import check_amp
-
         check_amp(self.amp)
         checks = [
             ("input_size", self.input_size >= 32, "at least 32"),

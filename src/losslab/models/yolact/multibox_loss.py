@@ -106,16 +106,12 @@ class MultiBoxLoss(nn.Module):
     def __init__(self, config: YolactConfig):
         super().__init__()
         self.config = config
-        self.class_loss = build_loss(config, "class_loss", reduction="sum")
-        self.box_loss = build_loss(config, "box_loss", reduction="sum")
-        self.box_on = box_loss_acts_on(config.box_loss)
-        self.mask_loss = build_loss(config, "mask_loss", reduction="none")
         # Shapes are ours and correct; skipping the NaN/range checks keeps a NaN a value (the
         # trainer skips the step) instead of an exception, and saves device syncs per step.
-        for loss in (self.class_loss, self.box_loss, self.mask_loss):
-            for m in loss.modules():
-                if hasattr(m, "check_inputs"):
-                    m.check_inputs = False
+        self.class_loss = build_loss(config, "class_loss", reduction="sum", check_inputs=False)
+        self.box_loss = build_loss(config, "box_loss", reduction="sum", check_inputs=False)
+        self.box_on = box_loss_acts_on(config.box_loss)
+        self.mask_loss = build_loss(config, "mask_loss", reduction="none", check_inputs=False)
 
     def forward(
         self, out: YolactOutputs, targets: list[dict[str, Tensor]], maskiou_net: nn.Module | None = None
