@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import warnings
 
 import pytest
 
 from losslab import catalogue
 from losslab.catalogue import precheck_losses, read_catalogue, snapshot
+from tests._torchless import run_without_torch
 
 BAD_SPECS = [
     ("mask_loss", "bogus"),
@@ -65,9 +64,7 @@ def test_a_stale_snapshot_is_not_used(monkeypatch):
         read_catalogue.cache_clear()
 
 
-BLOCK_TORCH = """
-import sys
-sys.modules["torch"] = None  # any import of torch fails: the refusal must come before it
+CLI = """
 sys.argv = ["losslab", *sys.argv[1:]]
 from losslab.cli import main
 main()
@@ -87,9 +84,7 @@ def test_train_refuses_a_bad_spec_before_torch_loads_and_writes_nothing(tmp_path
     config.write_text("model: yolact_tiny\nmask_loss: log_cosh(dice)\n")
     out = tmp_path / "out"
     argv = [str(config) if a == "CONFIG" else a for a in args]
-    proc = subprocess.run(
-        [sys.executable, "-c", BLOCK_TORCH, *argv, "--out", str(out)], capture_output=True, text=True, timeout=120
-    )
+    proc = run_without_torch(CLI, *argv, "--out", str(out))
     assert proc.returncode == 2, proc.stderr
     assert "mask_loss=" in proc.stderr and "at position" in proc.stderr, proc.stderr
     assert "Did you mean" in proc.stderr or "Losses for 'mask'" in proc.stderr or "Pixel losses" in proc.stderr

@@ -48,3 +48,12 @@ def test_the_study_package_runs_and_stores_in_at_most_12_modules_and_imports_no_
             if isinstance(n, ast.ImportFrom) and n.module
         }
         assert not {n for n in top_level if n.startswith("losslab.report")}, path.name
+
+
+def test_the_study_runner_and_the_run_config_seam_import_no_torch():
+    from tests._torchless import run_without_torch
+
+    code = "import losslab.study.runner, losslab.study.executors, losslab.engine.config, losslab.catalogue\n"
+    code += "assert 'torch' not in sys.modules\n"
+    proc = run_without_torch(code)
+    assert proc.returncode == 0, proc.stderr

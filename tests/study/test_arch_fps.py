@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from losslab.engine.config import resolve_run_config
 from losslab.study.arch_fps import architecture_key, describe, measure_architectures
 from losslab.study.spec import parse_study
 from losslab.study.store import StudyStore
@@ -15,11 +16,11 @@ BASE = {"model": "yolact_tiny", "input_size": 64, "max_iter": 2}
 
 
 def test_the_loss_and_the_seed_do_not_change_the_architecture():
-    a = architecture_key({**BASE, "mask_loss": "bce", "seed": 0})
-    assert a == architecture_key({**BASE, "mask_loss": "0.5*mse + dice", "seed": 3, "lr": 0.5})
-    assert a != architecture_key({**BASE, "input_size": 96})
-    assert a != architecture_key({**BASE, "freeze_at": 2})
-    assert a != architecture_key({**BASE, "model": "yolact_lite"})
+    a = architecture_key(resolve_run_config({**BASE, "mask_loss": "bce", "seed": 0}))
+    assert a == architecture_key(resolve_run_config({**BASE, "mask_loss": "0.5*mse + dice", "seed": 3, "lr": 0.5}))
+    assert a != architecture_key(resolve_run_config({**BASE, "input_size": 96}))
+    assert a != architecture_key(resolve_run_config({**BASE, "freeze_at": 2}))
+    assert a != architecture_key(resolve_run_config({**BASE, "model": "yolact_lite"}))
 
 
 def _store_with_done_runs(tmp_path, grid: dict) -> StudyStore:
@@ -38,9 +39,9 @@ def _store_with_done_runs(tmp_path, grid: dict) -> StudyStore:
 
 
 def _fake_measure(calls: list):
-    def measure(run_dir, config, images):
-        calls.append((run_dir.name, config["input_size"], images))
-        return {"fps": 100.0 + config["input_size"], "ms_median": 1.0, "threads": 2, "size": 64, "device": "cpu"}
+    def measure(run_dir, run, images):
+        calls.append((run_dir.name, run.model.input_size, images))
+        return {"fps": 100.0 + run.model.input_size, "ms_median": 1.0, "threads": 2, "size": 64, "device": "cpu"}
 
     return measure
 

@@ -15,10 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from losslab.config import config_to_dict
-from losslab.engine.config import resolve_run_config
+from losslab.engine.config import RunConfig, resolve_run_config
 from losslab.study.spec import canonical_json
 from losslab.study.store import StudyStore
 
@@ -30,26 +28,26 @@ ARCH_FPS_IMAGES = 100
 FPS_INPUT_IMAGES = 8
 
 
-def architecture_key(config: Mapping[str, Any]) -> str:
+def architecture_key(run: RunConfig) -> str:
     """What makes two runs' inference cost the same: ``{"preset", "model", "device", "amp"}`` as JSON,
     where ``model`` is the resolved model config without its loss keys (any key with ``loss`` in it).
 
     Args:
-        config: a run's flat config (trainer keys plus model keys).
+        run: a run's resolved config (``engine.config.resolve_run_config``).
     """
-    run = resolve_run_config(config)
     model = {k: v for k, v in config_to_dict(run.model).items() if "loss" not in k}
     return canonical_json({"preset": run.train.model, "model": model, "device": run.train.device, "amp": run.train.amp})
 
 
-def _measure_one(run_dir: Path, config: Mapping[str, Any], images: int) -> dict[str, Any]:
+def _measure_one(run_dir: Path, run: RunConfig, images: int) -> dict[str, Any]:
     """Time the trained model of ``run_dir`` on its validation images (batch 1, torch's threads)."""
+    import torch
+
     from losslab.engine.datasets import build_split, dataset_root
     from losslab.engine.distributed import resolve_device
     from losslab.engine.fps import measure_fps
     from losslab.engine.inference import model_from_checkpoint
 
-    run = resolve_run_config(config)
     device = resolve_device(run.train.device)
     model, _ = model_from_checkpoint(run_dir / "checkpoints" / "last.pt", device)
     size = model.config.input_size
@@ -68,7 +66,7 @@ def measure_architectures(
     images: int = ARCH_FPS_IMAGES,
     log: Callable[[str], None] = print,
     only_missing: bool = False,
-    measure: Callable[[Path, Mapping[str, Any], int], dict[str, Any]] = _measure_one,
+    measure: Callable[[Path, RunConfig, int], dict[str, Any]] = _measure_one,
 ) -> list[dict[str, Any]]:
     """Measure each architecture of the store's done runs once and store it.
 
@@ -77,8 +75,9 @@ def measure_architectures(
         images: timed calls per architecture.
         log: where one line per architecture goes.
         only_missing: skip the architectures already stored for the same runs.
-        measure: ``measure(run_dir, config, images) -> {"fps", "ms_median", "threads", "size",
-            "device", ...}`` (the default loads the checkpoint and times it).
+        measure: ``measure(run_dir, run, images) -> {"fps", "ms_median", "threads", "size",
+            "device", ...}`` with the run's resolved config (the default loads the checkpoint and
+            times it).
 
     Returns:
         The stored rows (``StudyStore.architecture_fps``) of the architectures measured now; an
@@ -86,8 +85,10 @@ def measure_architectures(
         own FPS and is reported through ``log``, as is one whose measurement fails.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
+    resolved: dict[str, RunConfig] = {}  # each run's config, resolved once
     for run in store.runs("done"):
-        groups.setdefault(architecture_key(run["config"]), []).append(run)
+        resolved[run["run_id"]] = resolve_run_config(run["config"])
+        groups.setdefault(architecture_key(resolved[run["run_id"]]), []).append(run)
     known = {row["architecture"]: set(row["run_ids"]) for row in store.architecture_fps()}
     measured = []
     for n, (key, runs) in enumerate(groups.items(), 1):
@@ -99,7 +100,7 @@ def measure_architectures(
             log(f"FPS {n}/{len(groups)} ({name}): no checkpoint of its runs here, their own FPS stays")
             continue
         try:
-            info = measure(_checkpoint(first).parents[1], first["config"], images)
+            info = measure(_checkpoint(first).parents[1], resolved[first["run_id"]], images)
         except Exception as exc:  # a failed timing must not lose the study's results
             log(f"FPS {n}/{len(groups)} ({name}): not measured ({type(exc).__name__}: {exc}), their own FPS stays")
             continue

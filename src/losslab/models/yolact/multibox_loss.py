@@ -17,7 +17,10 @@ Terms (dbolya/yolact ``layers/modules/multibox_loss.py``), each weighted and nor
     per-pixel loss summed over the crop and divided by the ground-truth box area ``w * h`` in
     prototype pixels, without the padding. With ``bce`` this is YOLACT's
     ``mask_proto_normalize_emulate_roi_pooling`` term exactly (the original zeroes the predicted
-    probabilities outside the crop, where the target is 0 too, so its BCE there is 0). The
+    probabilities outside the crop, where the target is 0 too, so its BCE there is 0), for mask
+    logits up to about 17: beyond, the original's float32 sigmoid rounds to 1 and its clamped BCE
+    charges 100 per background pixel, while BCE-with-logits here keeps the true value
+    (tests/models/test_dbolya_multibox_loss.py compares every term with a transcription). The
     padding makes this 1-3 % more than a mean over the crop for a large box and up to ~40 % more
     for a 4-pixel one, so small objects keep their weight; swapping the loss changes only the loss.
   - region losses (``dice``, ``jaccard``, ``tversky``, ``focal_tversky``, ``log_cosh_dice``): a
