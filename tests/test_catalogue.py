@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from losslab import catalogue
-from losslab.catalogue import precheck_losses, read_catalogue, snapshot
+from losslab.catalogue import check_with_snapshot, precheck_losses, read_catalogue, snapshot
 from tests._torchless import run_without_torch
 
 BAD_SPECS = [
@@ -35,7 +35,7 @@ def test_the_snapshot_refuses_what_the_model_config_refuses_with_the_same_messag
     from losslab.models import model_config
 
     with pytest.raises(ValueError) as fast:
-        precheck_losses("yolact_tiny", {key: spec})
+        check_with_snapshot("yolact_tiny", {key: spec})
     with warnings.catch_warnings(), pytest.raises(ValueError) as full:
         warnings.simplefilter("ignore")
         model_config("yolact_tiny", **{key: spec})
@@ -44,13 +44,13 @@ def test_the_snapshot_refuses_what_the_model_config_refuses_with_the_same_messag
 
 
 def test_the_snapshot_passes_good_specs_and_leaves_unknown_models_and_keys_alone():
-    precheck_losses("yolact_tiny", {"mask_loss": "bce + 0.5*uncropped(mse)", "box_loss": "giou", "lr": "x"})
-    precheck_losses("unet_tiny", {"mask_loss": "ramp(1, 0.1)*bce + dice"})
-    precheck_losses("depthmask_tiny", {"depth_loss": "berhu(c=0.3)", "mask_loss": "dice"})
+    check_with_snapshot("yolact_tiny", {"mask_loss": "bce + 0.5*uncropped(mse)", "box_loss": "giou", "lr": "x"})
+    check_with_snapshot("unet_tiny", {"mask_loss": "ramp(1, 0.1)*bce + dice"})
+    check_with_snapshot("depthmask_tiny", {"depth_loss": "berhu(c=0.3)", "mask_loss": "dice"})
     with pytest.raises(ValueError, match=r"depth_loss='bce': loss 'bce' does not take the 'regression' contract"):
-        precheck_losses("depthmask_tiny", {"depth_loss": "bce"})
-    precheck_losses("a_plugin_model", {"mask_loss": "bogus"})  # the full check decides
-    precheck_losses("yolact_tiny", {"mask_loss": 3})  # a type the config's own check refuses
+        check_with_snapshot("depthmask_tiny", {"depth_loss": "bce"})
+    check_with_snapshot("a_plugin_model", {"mask_loss": "bogus"})  # the full check decides
+    check_with_snapshot("yolact_tiny", {"mask_loss": 3})  # a type the config's own check refuses
 
 
 def test_a_stale_snapshot_is_not_used(monkeypatch):
@@ -58,7 +58,7 @@ def test_a_stale_snapshot_is_not_used(monkeypatch):
     monkeypatch.setattr(catalogue, "source_digest", lambda: "changed sources")
     try:
         assert read_catalogue() is None
-        precheck_losses("yolact_tiny", {"mask_loss": "bogus"})  # no snapshot: the full check decides
+        check_with_snapshot("yolact_tiny", {"mask_loss": "bogus"})  # no snapshot: the full check decides
     finally:
         monkeypatch.undo()
         read_catalogue.cache_clear()
@@ -89,3 +89,14 @@ def test_train_refuses_a_bad_spec_before_torch_loads_and_writes_nothing(tmp_path
     assert "mask_loss=" in proc.stderr and "at position" in proc.stderr, proc.stderr
     assert "Did you mean" in proc.stderr or "Losses for 'mask'" in proc.stderr or "Pixel losses" in proc.stderr
     assert not out.exists()
+
+
+def test_once_the_live_registry_is_loaded_it_alone_decides():
+    from losslab.losses.registry import list_losses
+
+    assert "bce" in list_losses()  # loaded: a script's own register_loss would be in it, not in the snapshot
+    precheck_losses("yolact_tiny", {"mask_loss": "a_loss_this_process_registered"})
+    code = "from losslab.catalogue import precheck_losses\n"
+    code += "try:\n    precheck_losses('yolact_tiny', {'mask_loss': 'bogus'})\nexcept ValueError as e:\n    print(e)\n"
+    proc = run_without_torch(code)  # a fresh process: the snapshot answers
+    assert proc.returncode == 0 and "unknown loss 'bogus'" in proc.stdout, proc.stderr

@@ -26,7 +26,7 @@ from typing import Any
 
 from losslab.losses.check import LossEntry, check_spec
 
-__all__ = ["CATALOGUE", "precheck_losses", "read_catalogue", "snapshot", "source_digest"]
+__all__ = ["CATALOGUE", "check_with_snapshot", "precheck_losses", "read_catalogue", "snapshot", "source_digest"]
 
 CATALOGUE = Path(__file__).with_name("catalogue.json")
 _PACKAGE = Path(__file__).parent
@@ -68,14 +68,15 @@ def read_catalogue() -> dict[str, Any] | None:
     return data if data.get("source") == source_digest() else None
 
 
-def precheck_losses(model: str, settings: Mapping[str, Any]) -> None:
+def check_with_snapshot(model: str, settings: Mapping[str, Any]) -> None:
     """Check the loss specs among a run's ``settings`` against the snapshot, without torch.
 
     Only keys that are loss fields of the built-in preset ``model`` are checked; anything the
     snapshot does not know (a plugin's model, a stale snapshot) is left to the full check.
 
     Raises:
-        ValueError: ``mask_loss='bogus': unknown loss 'bogus'. Did you mean ...`` with the position.
+        ValueError: ``mask_loss='bogus': unknown loss 'bogus'. ...`` with the position and the
+            closest names, as the full check words it.
     """
     data = read_catalogue()
     if data is None or not isinstance(model, str) or model not in data["models"]:
@@ -92,6 +93,20 @@ def precheck_losses(model: str, settings: Mapping[str, Any]) -> None:
             check_spec(spec, contract, entries)
         except ValueError as exc:
             raise ValueError(f"{key}={spec!r}: {exc}") from None
+
+
+def precheck_losses(model: str, settings: Mapping[str, Any]) -> None:
+    """``check_with_snapshot`` in a process that has not loaded the live registries yet.
+
+    Once the loss registry is imported (a plugin, a script's own ``register_loss``, an earlier
+    run) or a model is registered, the registries may hold what the snapshot lacks, and torch is
+    loaded anyway: the full check under the model's config decides alone.
+    """
+    from losslab.models import registry
+
+    if "losslab.losses.registry" in sys.modules or registry.registered():
+        return
+    check_with_snapshot(model, settings)
 
 
 def main(argv: list[str] | None = None) -> int:

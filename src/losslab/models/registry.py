@@ -40,6 +40,7 @@ __all__ = [
     "model_config",
     "register_model",
     "register_presets",
+    "registered",
     "unregister_model",
 ]
 
@@ -112,6 +113,11 @@ def unregister_model(name: str) -> ModelInfo:
     info = get_model_info(name)
     del _MODELS[name]
     return info
+
+
+def registered() -> bool:
+    """Whether any preset is registered in this process yet (the families load on first lookup)."""
+    return bool(_MODELS)
 
 
 def _ensure_loaded() -> None:
