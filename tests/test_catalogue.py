@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 
 import pytest
 
 from losslab import catalogue
-from losslab.catalogue import check_with_snapshot, precheck_losses, read_catalogue, snapshot
+from losslab.catalogue import check_with_snapshot, precheck_losses, read_catalogue
 from tests._torchless import run_without_torch
 
 BAD_SPECS = [
@@ -24,10 +26,14 @@ BAD_SPECS = [
 
 
 def test_the_shipped_snapshot_is_the_registries():
+    # in a fresh process: this one may hold test plugins' losses and models, which the snapshot lacks
+    proc = subprocess.run([sys.executable, "-m", "losslab.catalogue"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (
+        f"{proc.stdout}{proc.stderr}: src/losslab/catalogue.json is stale, run `make catalogue`"
+    )
     shipped = json.loads(catalogue.CATALOGUE.read_text(encoding="utf-8"))
-    live = json.loads(json.dumps(snapshot()))  # tuples as lists, as the file stores them
-    assert shipped == live, "src/losslab/catalogue.json is stale: run `make catalogue`"
-    assert read_catalogue() is not None
+    assert {"bce", "dice", "ohem_ce", "giou"} <= set(shipped["losses"]) and "yolact_tiny" in shipped["models"]
+    assert shipped["source"] == catalogue.source_digest()
 
 
 @pytest.mark.parametrize(("key", "spec"), BAD_SPECS)
@@ -39,7 +45,13 @@ def test_the_snapshot_refuses_what_the_model_config_refuses_with_the_same_messag
     with warnings.catch_warnings(), pytest.raises(ValueError) as full:
         warnings.simplefilter("ignore")
         model_config("yolact_tiny", **{key: spec})
-    assert str(fast.value) == str(full.value)
+    full_message = str(full.value)
+    from losslab.losses import list_losses
+
+    shipped = json.loads(catalogue.CATALOGUE.read_text(encoding="utf-8"))["losses"]
+    for name in set(list_losses()) - set(shipped):  # losses a test's plugin registered in this process
+        full_message = full_message.replace(f"{name}, ", "").replace(f", {name}", "")
+    assert str(fast.value) == full_message
     assert str(fast.value).startswith(f"{key}={spec!r}: ") and "at position" in str(fast.value)
 
 
