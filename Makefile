@@ -39,8 +39,9 @@ format: $(STAMP)  ## apply ruff format
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-catalogue: $(STAMP)  ## rewrite src/losslab/catalogue.json after adding or changing a loss or a model preset
+catalogue: $(STAMP)  ## after adding or changing a loss or a model preset: rewrite src/losslab/catalogue.json and docs/losses.md
 	$(BIN)/python -m losslab.catalogue --write
+	$(BIN)/losslab losses doc --out docs/losses.md
 
 bench: $(STAMP)  ## run every benchmark
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done

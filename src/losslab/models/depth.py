@@ -5,7 +5,7 @@ The loss is one catalogue spec per head with a weight per head (the small mask +
     L = depth_weight · depth_loss(depth, depth_gt) + mask_weight · mask_loss(mask_logits, mask_gt)
 
 ``depth_loss`` is built with the regression contract (raw predicted values against depth in
-metres); ``mask_loss`` with the mask contract (logits against 0/1). The seed's three
+metres); ``mask_loss`` with the mask contract (logits against 0/1). The notes' three
 combinations are ``depth_loss="2*rmse", mask_loss="bce + 2*dice"``, ``depth_loss="2*ssim",
 mask_loss="dice"`` and ``depth_loss="2*rmse", mask_loss="bce"``. Depth pixels equal to 0 are
 missing measurements (the 16-bit PNG convention) and are left out of the depth loss.
@@ -25,7 +25,7 @@ from losslab.models.unet import UNetConfig, UNetDecoder, UNetEncoder
 
 __all__ = ["SEED_COMBINATIONS", "DepthMaskConfig", "DepthMaskNet"]
 
-#: The seed's three loss combinations, as (depth_loss, mask_loss).
+#: The notes' three loss combinations, as (depth_loss, mask_loss).
 SEED_COMBINATIONS = (("2*rmse", "bce + 2*dice"), ("2*ssim", "dice"), ("2*rmse", "bce"))
 
 

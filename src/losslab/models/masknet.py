@@ -1,16 +1,16 @@
-"""MaskNet: the small fully convolutional mask network of the notes that compare mask and depth losses.
+"""MaskNet: the small fully convolutional mask network of the notes "Deciding Loss Function" (mask and depth losses).
 
-Layer by layer as the seed's summary (59,745 parameters at 3 input channels):
+Layer by layer as the notes' model summary (59,745 parameters at 3 input channels):
 
 - two parallel stems, each ``Conv3x3(C_in, 32) -> ReLU -> BatchNorm -> Dropout``;
 - their outputs concatenated (64 channels) and mixed by a ``Conv1x1(64, 32)``;
 - ``Conv3x3(32, 64) -> ReLU -> BN -> Dropout``, ``Conv3x3(64, 64) -> ReLU -> BN -> Dropout``;
 - ``Conv1x1(64, 1)``: one logit per pixel, at full resolution (no down-sampling).
 
-The seed fed its two stems two images (the background and the scene). losslab's dense data
+The notes' model fed its two stems two images (the background and the scene). losslab's dense data
 has one image per sample, so both stems read it (two independently initialised 3x3 filter
 banks over the same input); an input with ``2 * in_channels`` channels is split between the
-stems as in the seed.
+stems as in the notes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class MaskNetConfig(DenseConfig):
     ``in_channels`` is each stem's input) and
 
     Attributes:
-        dropout: dropout rate after each block (the seed's ``dropout_rate``, 0 by default).
+        dropout: dropout rate after each block (the notes' ``dropout_rate``, 0 by default).
     """
 
     dropout: float = 0.0
@@ -45,12 +45,12 @@ class MaskNetConfig(DenseConfig):
 
 
 def _block(c_in: int, c_out: int, dropout: float) -> nn.Sequential:
-    """``Conv3x3 -> ReLU -> BatchNorm -> Dropout``, in the seed's order (activation before norm)."""
+    """``Conv3x3 -> ReLU -> BatchNorm -> Dropout``, in the notes' order (activation before norm)."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(c_out), nn.Dropout(dropout))
 
 
 class MaskNet(DenseModel):
-    """The seed's MaskNet with a catalogue mask loss.
+    """The notes' MaskNet with a catalogue mask loss.
 
     Shape:
         - images: ``(B, in_channels, S, S)`` (or ``(B, 2 * in_channels, S, S)``, one half per stem).

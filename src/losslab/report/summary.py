@@ -130,7 +130,7 @@ def headline(results: StudyResults, table: Table) -> str:
         parts.append(f"worse: {join_names(groups[WORSE])}")
     margin = next((c.margin for c in table.compared if c.margin is not None), None)
     if groups[EQUIVALENT]:
-        parts.append(f"equivalent to {base} within ±{margin:g}: {join_names(groups[EQUIVALENT])}")
+        parts.append(f"equivalent within ±{margin:g} of {base}: {join_names(groups[EQUIVALENT])}")
     if groups[UNDECIDED]:
         parts.append(f"undecided: {join_names(groups[UNDECIDED])}")
     how = "; ".join(p for p in (method_of(table, base), _margin_text(table)) if p)
@@ -165,11 +165,11 @@ def config_lines(results: StudyResults, table: Table) -> list[str]:
 
 
 def _verdict_words(cmp: Comparison, baseline: str) -> str:
-    """``"worse than BCE"``, ``"equivalent to BCE within ±2"``, ``"undecided"``."""
+    """``"worse than BCE"``, ``"equivalent within ±2 of BCE"``, ``"undecided"``."""
     if cmp.verdict in (BETTER, WORSE):
         return f"{cmp.verdict} than {baseline}"
     if cmp.verdict == EQUIVALENT:
-        return f"equivalent to {baseline} within ±{cmp.margin:g}"
+        return f"equivalent within ±{cmp.margin:g} of {baseline}"
     return cmp.verdict
 
 

@@ -216,8 +216,9 @@ AUDIT_WALL_SECONDS = 80 * 60 + 14
 
 def _wall_time_audit() -> str:
     return (
-        f"Wall time: {AUDIT_WALL_SECONDS // 3600} h {AUDIT_WALL_SECONDS % 3600 // 60:02d} min for its 162 runs "
-        "(27 distinct configurations, tuning included) with --workers 2 on a 2-core AMD EPYC (Zen 4)."
+        f"Wall time: {AUDIT_WALL_SECONDS // 3600} h {AUDIT_WALL_SECONDS % 3600 // 60:02d} min for its "
+        f"{AUDIT_RUNS} runs (27 distinct configurations, tuning included) with --workers 2 on a 2-core AMD EPYC "
+        "(Zen 4)."
     )
 
 
@@ -268,21 +269,17 @@ NOISE_LEVELS = {
 #: Seeds of the sized-down `noise` (60 runs) and of `noise-full` (90 runs).
 NOISE_SEEDS = 2
 NOISE_FULL_SEEDS = 3
-#: Wall seconds of `noise-full` (90 runs) with --workers 2, measured on a 2-core AMD EPYC (Zen 4):
-#: 68 min 51 s, with the earlier lr steps (70 / 90 %; the same cost per run). `quick` took 21:31
-#: there, 32:37 and 15:28 on two 2-core Xeons: other machines differ by 0.7-1.5x.
-NOISE_FULL_WALL_SECONDS = 68 * 60 + 51
+AUDIT_RUNS = 162
 
 
 def _wall_time(runs: int) -> str:
-    """The wall-time sentence of a yolact_lite noise study of ``runs`` runs (tuning included), from
-    ``noise-full``'s measured minutes per run before the tuning stage existed."""
-    full_runs = NOISE_FULL_SEEDS * len(NOISE_LEVELS) * len(NOISE_LOSSES)
-    per_run = NOISE_FULL_WALL_SECONDS / 60 / full_runs
+    """The wall-time sentence of a study of ``runs`` runs on the recipe of `quick` (tuning included),
+    from `audit`'s measured minutes per run on the same recipe (noise costs nothing measurable)."""
+    per_run = AUDIT_WALL_SECONDS / 60 / AUDIT_RUNS
     return (
         f"Wall time: about {runs * per_run:.0f} min for its {runs} runs (tuning included) with --workers 2 on a "
-        f"2-core AMD EPYC (Zen 4), at the {per_run:.2f} min per run that {full_runs} runs of noise-full took there "
-        "without tuning (not timed as a whole; CPUs without native bf16 take about 3x as long)."
+        f"2-core AMD EPYC (Zen 4, bf16), at the {per_run:.2f} min per run that audit's {AUDIT_RUNS} runs of the "
+        "same recipe took there (an estimate; CPUs without native bf16 take about 3x as long)."
     )
 
 

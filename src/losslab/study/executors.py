@@ -315,7 +315,10 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise ValueError("--executor ray needs Ray: pip install 'losslab[ray]' (or use --executor local)") from None
+            raise ValueError(
+                "--executor ray needs Ray: pip install -e '.[ray]' in a clone, pip install 'losslab[ray]' "
+                "otherwise (or use --executor local)"
+            ) from None
         self.ray = ray
         self._owns = not ray.is_initialized()
         if self._owns:
