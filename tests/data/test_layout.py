@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,31 @@ def test_canonical_split_names():
         "train",
         "test",
     ]
+
+
+def _documented_order() -> list[str]:
+    """The layout names in the order the module docstring's table lists them."""
+    import losslab.data.layout as layout_module
+
+    return re.findall(r"^``(\w+)``\s+``ROOT/", layout_module.__doc__ or "", flags=re.MULTILINE)
+
+
+def test_the_docstring_lists_every_layout_in_the_order_they_are_tried():
+    assert _documented_order() == list(LAYOUTS) == ["losslab", "cig_butts", "roboflow", "coco2017"]
+
+
+@pytest.mark.parametrize(("first", "second"), list(pairwise(LAYOUTS)))
+def test_the_earlier_layout_wins_when_a_root_holds_two(tmp_path, first, second):
+    """Files of two adjacent layouts in one root: the earlier one is used, even with fewer splits
+    (the first layout that has any split wins), and the description and errors name it."""
+    for name, splits in ((first, ("train",)), (second, ("train", "val"))):
+        for split in splits:
+            ann, images = LAYOUTS[name].write_paths(tmp_path, split)
+            _touch(tmp_path, str(ann.relative_to(tmp_path)), str(images.relative_to(tmp_path)))
+    found = resolve_splits(tmp_path)
+    assert found.layout == first and found.root == tmp_path and sorted(found.splits) == ["train"]
+    train = found.split("train")
+    assert (train.json, train.images) == LAYOUTS[first].write_paths(tmp_path, "train")
+    assert found.describe().startswith(f"found {LAYOUTS[first].title} in {tmp_path} (train)")
+    with pytest.raises(ValueError, match=rf"no 'val' split: {LAYOUTS[first].title} in .* has train \(no "):
+        found.split("val")

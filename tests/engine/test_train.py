@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from losslab.engine.config import TrainConfig, lr_factor, resolve_lr_steps
-from losslab.engine.hooks import HookBase
+from losslab.engine.hooks import EvalHook, HookBase
 from losslab.engine.train import NonFiniteLossError, Trainer
 from tests._fit import below, check, fall
 from tests.engine._engine_fakes import FakeDense, FakeDenseModel, FakeInstanceModel, FakeInstances, collate
@@ -348,3 +349,26 @@ def test_a_resumed_run_lists_each_skipped_step_once(tmp_path):
     )
     summary = resumed.train(resume_from=tmp_path / "b" / "checkpoints" / "last.pt")
     assert skipped(tmp_path / "b") == want and summary["skipped_steps"] == len(want)
+
+
+def test_a_resumed_run_lists_each_evaluation_once(tmp_path):
+    """Evaluations between the last checkpoint and a crash run again after the resume: the
+    interrupted run's lines for them leave eval_history.jsonl first."""
+    cfg = _cfg(max_iter=9, batch_size=2, ckpt_every=5)
+
+    def evaluations(run_dir: Path) -> list[int]:
+        text = (run_dir / "eval_history.jsonl").read_text(encoding="utf-8")
+        return [json.loads(line)["iteration"] for line in text.splitlines()]
+
+    def with_eval(trainer: Trainer) -> Trainer:
+        history = trainer.run_dir / "eval_history.jsonl"
+        trainer.register_hooks([EvalHook(3, lambda m: {"fake": {"AP": 1.0}}, history=history)])
+        return trainer
+
+    _train_until_crash(with_eval(_trainer(cfg, tmp_path / "b")), 7)
+    assert evaluations(tmp_path / "b") == [3, 6]  # 6 is past the checkpoint at 5
+    resumed = with_eval(
+        Trainer(FakeInstanceModel(), FakeInstances(12), cfg, collate_fn=collate, run_dir=tmp_path / "b")
+    )
+    resumed.train(resume_from=tmp_path / "b" / "checkpoints" / "last.pt")
+    assert evaluations(tmp_path / "b") == [3, 6]

@@ -33,6 +33,19 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _show_run_notes() -> None:
+    """Print the engine's notes on stderr (where a run resumes from, the data it found, each
+    evaluation's headline), not only its warnings."""
+    import logging
+
+    logger = logging.getLogger("losslab")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 #: How an undefined metric (NaN: no ground truth) is shown.
 UNDEFINED = "—"
 
@@ -120,6 +133,7 @@ def train(
     from losslab.config import parse_kv
     from losslab.engine.config import resolve_run_config
 
+    _show_run_notes()
     try:
         kv = parse_kv(overrides or [])
     except ValueError as exc:

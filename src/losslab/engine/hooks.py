@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,7 +175,8 @@ class EvalHook(HookBase):
     """Calls ``eval_fn(model) -> {task: {metric: value}}`` every ``every`` iterations.
 
     The random states are put back afterwards, so evaluating does not change the training run.
-    Each result is appended as a JSON line to ``history`` (if given) and kept in ``self.results``.
+    Each result is appended as a JSON line to ``history`` (if given) and kept in ``self.results``; a
+    resumed run first drops the lines past its checkpoint's iteration (those evaluations run again).
     Runs on every process (the trainer evaluates on rank 0 and shares the result).
     """
 
@@ -184,6 +186,16 @@ class EvalHook(HookBase):
         self.every, self.eval_fn = every, eval_fn
         self.history = Path(history) if history else None
         self.results: list[dict[str, Any]] = []
+
+    def before_train(self, trainer: Trainer) -> None:
+        if self.history is None or not trainer.is_main or not self.history.is_file():
+            return
+        lines = self.history.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line)["iteration"] <= trainer.iter]
+        if len(kept) != len(lines):
+            tmp = self.history.with_name(self.history.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            os.replace(tmp, self.history)
 
     def after_step(self, trainer: Trainer) -> None:
         if self.every > 0 and trainer.iter % self.every == 0 and trainer.iter < trainer.max_iter:
