@@ -141,3 +141,21 @@ def test_iterations_of_counts_steps_as_the_trainer_does():
     assert iterations_of({}) == 500  # the trainer's default
     assert iterations_of({"epochs": 3, "data": "synthetic", "synth_train": 50, "batch_size": 8}) == 18
     assert iterations_of({"epochs": 3, "data": "/data/butts", "batch_size": 8}) is None  # only the data can tell
+
+
+def test_the_study_eta_counts_runs_that_ran_side_by_side_once(tiny_spec):
+    """Two workers finish two 100-second runs in 100 s of wall time: 8 runs left take 400 s, not 800."""
+    import io
+    import time
+
+    from rich.console import Console
+
+    from losslab.study.runner import _StudyProgress
+
+    progress = _StudyProgress(Console(file=io.StringIO()), total=10, done=0, live=False, enabled=True)
+    assert progress.eta() is None
+    progress.started = time.time() - 100.0
+    run = parse_study(tiny_spec).runs()[0]
+    progress.finished_run(run, 100.0)
+    progress.finished_run(run, 100.0)
+    assert progress.eta() == pytest.approx(400.0, rel=0.05)

@@ -211,9 +211,12 @@ class _StudyProgress:
         self.progress.stop()
 
     def eta(self) -> float | None:
-        if not self.durations:
+        """Seconds left: the wall time per run finished so far in this process (runs in parallel
+        and a shared CPU included) times the runs left; ``None`` until a run has finished."""
+        finished = len(self.durations)
+        if not finished:
             return None
-        return sum(self.durations) / len(self.durations) * (self.total - self.done)
+        return (time.time() - self.started) / finished * (self.total - self.done)
 
     def _eta_text(self) -> str:
         eta = self.eta()
