@@ -130,9 +130,11 @@ def _drop_rows_after(path: Path, iteration: int) -> list[str]:
     if not rows:
         return []
     kept = [r for r in rows[1:] if r and int(float(r[0])) <= iteration]
-    if len(kept) != len(rows) - 1:
-        with open(path, "w", newline="") as fh:
+    if len(kept) != len(rows) - 1:  # a crash while rewriting leaves the old file, never half of it
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as fh:
             csv.writer(fh).writerows([rows[0], *kept])
+        os.replace(tmp, path)
     return rows[0]
 
 
