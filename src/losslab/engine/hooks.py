@@ -11,12 +11,14 @@ rank 0 only unless they set ``all_ranks = True``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from losslab.engine.checkpoint import atomic_write_text
 
 if TYPE_CHECKING:
     from losslab.engine.train import Trainer
@@ -131,10 +133,9 @@ def _drop_rows_after(path: Path, iteration: int) -> list[str]:
         return []
     kept = [r for r in rows[1:] if r and int(float(r[0])) <= iteration]
     if len(kept) != len(rows) - 1:  # a crash while rewriting leaves the old file, never half of it
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as fh:
-            csv.writer(fh).writerows([rows[0], *kept])
-        os.replace(tmp, path)
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows([rows[0], *kept])
+        atomic_write_text(path, text.getvalue())
     return rows[0]
 
 
@@ -195,9 +196,7 @@ class EvalHook(HookBase):
         lines = self.history.read_text(encoding="utf-8").splitlines()
         kept = [line for line in lines if line.strip() and json.loads(line)["iteration"] <= trainer.iter]
         if len(kept) != len(lines):
-            tmp = self.history.with_name(self.history.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-            os.replace(tmp, self.history)
+            atomic_write_text(self.history, "".join(line + "\n" for line in kept))
 
     def after_step(self, trainer: Trainer) -> None:
         if self.every > 0 and trainer.iter % self.every == 0 and trainer.iter < trainer.max_iter:
