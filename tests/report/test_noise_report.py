@@ -181,6 +181,18 @@ def test_a_collapsed_loss_is_not_ranked_and_overlapping_intervals_are_no_finding
     assert not any("not a finding" in line for line in noise_findings(grid, level_tables(results, grid)))
 
 
+def test_a_loss_that_collapses_at_one_level_is_named_beside_the_pooled_tests():
+    # Z collapses only under noise: there its comparison is paired, the others are pooled.
+    results = _synthetic_results({("noisy", "Z"): [0.0, 0.0, 0.0]})
+    grid = noise_grid(results, build_tables(results))
+    per_level = level_tables(results, grid)
+    methods = {c.method.split()[0] for table in per_level.values() for c in table.compared}
+    assert methods == {"pooled", "paired"}, methods
+    text = " ".join(noise_findings(grid, per_level))
+    paired = text.split("paired t-test for ")[1].split(" (not pooled")[0]  # named, not numbered
+    assert "Z at 'noisy'" in paired and "pooled t-test over the config × seed layout" in text
+
+
 def test_no_section_without_a_noise_axis():
     results = _synthetic_results()
     results.spec.grid = {"mask_loss": results.spec.grid["mask_loss"]}

@@ -210,7 +210,8 @@ def _interval_text(iv: Interval, digits: int = 2) -> str:
     return text if math.isnan(iv.low) else f"{text} [{iv.low:.{digits}f}, {iv.high:.{digits}f}]"
 
 
-def _method(grid: NoiseGrid, compared: Sequence[Comparison]) -> str:
+def _method(grid: NoiseGrid, verdicts: Mapping[tuple[str, str], Comparison]) -> str:
+    compared = list(verdicts.values())
     if not compared:
         return (
             f"No verdicts against {grid.baseline}: a comparison needs two seeds, or one seed with per-image scores."
@@ -230,7 +231,7 @@ def _method(grid: NoiseGrid, compared: Sequence[Comparison]) -> str:
         if any(c.method == "bootstrap" for c in compared)
         else ""
     )
-    tests = tests_text(dict(enumerate(compared)))
+    tests = tests_text({f"{loss} at '{level}'": cmp for (loss, level), cmp in verdicts.items()})
     margin = next((c.margin for c in compared if c.margin is not None), None)
     equivalent = f", equivalent within ±{margin:g} by TOST" if margin is not None else ""
     return (
@@ -267,7 +268,7 @@ def noise_findings(grid: NoiseGrid, tables: Mapping[str, Table]) -> list[str]:
         "Training masks get each level's corruption (label_noise, deterministic per seed, image and "
         "instance); validation masks are clean, so every level is scored against the same truth.",
         _ratio_method(grid),
-        _method(grid, list(verdicts.values())),
+        _method(grid, verdicts),
     ]
     means = {loss: _mean_ratio(grid, loss) for loss in grid.losses}
     ranked = [loss for loss in grid.losses if not math.isnan(means[loss].mean)]
