@@ -11,13 +11,7 @@ torch: a bad spec is refused before torch loads.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from losslab.grammar import SpecError, format_spec, parse_spec
-    from losslab.losses._base import MaskInputs, MaskLoss
-    from losslab.losses.factory import HybridLoss, LossEquivalenceWarning, create_loss, loss_terms, loss_with_terms
-    from losslab.losses.registry import LossInfo, get_loss_info, list_losses, register_loss
+from typing import Any
 
 #: Public name -> the module that defines it.
 _WHERE = {

@@ -22,7 +22,7 @@ from losslab.config import suggest
 from losslab.grammar import SpecError, Term, format_term, parse_spec
 from losslab.losses.schedules import SCHEDULES, Schedule, build_schedule
 
-__all__ = ["CONTRACTS", "OPERATORS", "LossEntry", "check_spec", "names_for"]
+__all__ = ["CONTRACTS", "OPERATORS", "LossEntry", "check_spec", "names_for", "schedule_of"]
 
 #: The input contracts. A hybrid spec only sums losses of one contract.
 CONTRACTS = ("mask", "regression", "box", "class")
