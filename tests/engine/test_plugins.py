@@ -44,6 +44,37 @@ def test_a_broken_plugin_is_refused_with_file_and_line(tmp_path, source, line, w
         load_plugins([str(tmp_path / "missing.py")])
 
 
+@pytest.mark.parametrize(
+    ("base", "defined", "missing"),
+    [
+        ("MaskLoss", "per_mask", "per_instance"),  # a misspelt method
+        ("PixelLoss", "per_instance", "per_pixel"),  # the per-pixel values log_cosh(...) needs
+        ("BoxLoss", "forward_box", "per_box"),
+    ],
+)
+def test_a_loss_that_leaves_its_base_method_undefined_is_refused_on_import(tmp_path, base, defined, missing):
+    module = "box" if base == "BoxLoss" else "_base"
+    path = tmp_path / "undefined_plugin.py"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            from losslab.losses.{module} import {base}
+            from losslab.losses import register_loss
+
+
+            @register_loss("undefined_{base.lower()}", kind="region", acts_on="probabilities", description="x")
+            class Undefined({base}):
+                def {defined}(self, x):
+                    return x
+            """
+        )
+    )
+    with pytest.raises(PluginError, match=f"Undefined does not define {missing}") as info:
+        load_plugins([str(path)])
+    assert f"{path}:5" in str(info.value)
+    assert f"undefined_{base.lower()}" not in list_losses()
+
+
 def test_train_uses_a_plugin_loss_and_refuses_a_broken_plugin_before_training(fake_models, fake_data, tmp_path):
     path = write_plugin(tmp_path, "plug_train")
     out = tmp_path / "run"

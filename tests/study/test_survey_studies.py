@@ -65,6 +65,9 @@ def test_paper_batch_dry_run_prints_the_survey_recipe(tmp_path, monkeypatch):
         assert model["input_size"] == 512 and model["dcn_stages"] == [2, 3, 4] and model["use_maskiou"] is True
         assert d["seeds"] == [0, 1, 2] and len(d["run_ids"]) == 3
     assert list(tmp_path.iterdir()) == []  # nothing written
+    # The reading of the paper's rate is said, with the other reading and how to run it.
+    notes = [line for line in result.output.splitlines() if line.startswith("# note:")]
+    assert any("--lr 1e-4" in n and "2.5e-4 / 1e-3 / 2e-3" in n for n in notes), notes
 
 
 def test_dry_run_of_a_tuned_study_shows_the_tuning_grid():

@@ -15,15 +15,43 @@ see ``area``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import cached_property
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["REDUCTIONS", "MaskInputs", "MaskLoss", "PixelLoss", "ReducedLoss", "check_mask_inputs", "reduce"]
+__all__ = [
+    "REDUCTIONS",
+    "MaskInputs",
+    "MaskLoss",
+    "PixelLoss",
+    "ReducedLoss",
+    "check_mask_inputs",
+    "hook",
+    "missing_hooks",
+    "reduce",
+]
 
 REDUCTIONS = ("mean", "sum", "none")
+
+_HOOK = "__losslab_hook__"
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def hook(method: _Method) -> _Method:
+    """Mark a base-class method that each loss must define (``per_instance``, ``per_pixel``, ...):
+    ``register_loss`` refuses a class that leaves one undefined, when its plugin is imported rather
+    than at its first training step."""
+    setattr(method, _HOOK, True)
+    return method
+
+
+def missing_hooks(cls: type) -> list[str]:
+    """The names of ``cls``'s methods still marked ``@hook`` (defined by no subclass), sorted."""
+    return sorted(name for name in dir(cls) if getattr(getattr(cls, name, None), _HOOK, False))
 
 
 def reduce(values: Tensor, reduction: str) -> Tensor:
@@ -262,6 +290,7 @@ class MaskLoss(ReducedLoss):
             raise ValueError(f"contract must be 'mask' or 'regression', got {contract!r}")
         self.contract = contract
 
+    @hook
     def per_instance(self, x: MaskInputs) -> Tensor:
         raise NotImplementedError
 
@@ -293,6 +322,7 @@ class PixelLoss(MaskLoss):
     caller's ``area``). Subclasses implement ``per_pixel(x) -> (N, H, W)``.
     """
 
+    @hook
     def per_pixel(self, x: MaskInputs) -> Tensor:
         raise NotImplementedError
 

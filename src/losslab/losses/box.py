@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losslab.losses._base import ReducedLoss, reduce
+from losslab.losses._base import ReducedLoss, hook, reduce
 from losslab.losses.registry import register_loss
 
 __all__ = ["BoxLoss", "CIoULoss", "DIoULoss", "GIoULoss", "SmoothL1Loss", "box_iou_terms"]
@@ -73,6 +73,7 @@ class BoxLoss(ReducedLoss):
                     "convert (x, y, w, h) with torchvision.ops.box_convert(b, 'xywh', 'xyxy')"
                 )
 
+    @hook
     def per_box(self, pred: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losslab.losses._base import ReducedLoss
+from losslab.losses._base import ReducedLoss, hook
 from losslab.losses.registry import register_loss
 
 __all__ = ["ClassLoss", "OHEMCrossEntropyLoss", "SigmoidFocalClassLoss", "SoftmaxFocalLoss", "hard_negatives"]
@@ -67,6 +67,7 @@ class ClassLoss(ReducedLoss):
                     f"found {int(lo)}..{int(hi)}"
                 )
 
+    @hook
     def per_anchor(self, logits: Tensor, labels: Tensor) -> Tensor:
         raise NotImplementedError
 

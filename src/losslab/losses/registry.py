@@ -16,6 +16,7 @@ from typing import Any
 import torch.nn as nn
 
 from losslab.config import lookup
+from losslab.losses._base import missing_hooks
 from losslab.losses.check import CONTRACTS, LossEntry
 
 __all__ = ["CONTRACTS", "KINDS", "LossInfo", "get_loss_info", "list_losses", "loss_entries", "register_loss"]
@@ -88,7 +89,9 @@ def register_loss(
 ) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator adding a loss to the catalogue under ``name``.
 
-    Registering a name twice replaces the entry and warns.
+    Registering a name twice replaces the entry and warns. A class that leaves a method of its base
+    undefined (``per_instance`` of a ``MaskLoss``, ``per_pixel`` of a ``PixelLoss``, ...) is refused
+    with a ``TypeError`` naming it, so a plugin fails on import, not at its first training step.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -97,6 +100,12 @@ def register_loss(
         raise ValueError(f"unknown contracts {sorted(bad)}; valid: {CONTRACTS}")
 
     def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        missing = missing_hooks(cls)
+        if missing:
+            raise TypeError(
+                f"loss {name!r}: {cls.__qualname__} does not define {', '.join(missing)}, which its base "
+                f"class calls to compute the loss; define it (see docs/plugins.md)"
+            )
         if name in _REGISTRY:
             warnings.warn(f"loss {name!r} registered again; the new entry replaces the old", stacklevel=2)
         _REGISTRY[name] = LossInfo(

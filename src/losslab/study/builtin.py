@@ -114,6 +114,14 @@ SURVEY_MAX_ITER = 4000
 #: GPU's share of the batch is below 6.
 SURVEY_GPUS = 2
 PAPER_DATASET = {"synthetic": {"train": 2000, "val": 200, "size": 512, "seed": 0}}
+#: What a `paper-*` study cannot read from the survey's code, said in its report and its --dry-run.
+SURVEY_NOTES = [
+    "lr 1e-4 at every batch size: the paper's stated rate. Its config's rate is 1e-3, so the runs passed "
+    "`--lr 1e-4`, which train.py's autoscale leaves alone (it scales cfg.lr, which an --lr replaces). "
+    "Had the config's rate been used, autoscale would have given 2.5e-4 / 1e-3 / 2e-3 at batch 2 / 8 / 16: "
+    "set `lr` per variant in a copy of this study (`losslab study show NAME`) to run that reading.",
+    "train.py's data loader does not shuffle (shuffle=False, every epoch in file order); losslab's does.",
+]
 
 
 def survey_batch(batch_size: int, gpus: int = SURVEY_GPUS) -> dict[str, Any]:
@@ -340,6 +348,7 @@ BUILTIN_STUDIES: dict[str, dict[str, Any]] = {
         "grid": {"mask_loss": dict(README_LOSSES)},
         "seeds": 3,
         "baseline": "BCE",
+        "notes": SURVEY_NOTES,
         "published": "yolact_loss_survey",
     },
     "paper-batch": {
@@ -354,6 +363,7 @@ BUILTIN_STUDIES: dict[str, dict[str, Any]] = {
         "grid": {"variants": {f"batch {b}": survey_batch(b) for b in (2, 8, 16)}},
         "seeds": 3,
         "baseline": "batch 8",
+        "notes": SURVEY_NOTES,
         "published": "yolact_loss_survey",
     },
     "paper-single": {
@@ -377,6 +387,7 @@ BUILTIN_STUDIES: dict[str, dict[str, Any]] = {
         },
         "seeds": 3,
         "baseline": "BCE",
+        "notes": SURVEY_NOTES,
         "published": "yolact_loss_survey",
     },
     "paper-hybrid": {
@@ -388,6 +399,7 @@ BUILTIN_STUDIES: dict[str, dict[str, Any]] = {
         "grid": {"mask_loss": _hybrid_losses()},
         "seeds": 3,
         "baseline": "BCE",
+        "notes": SURVEY_NOTES,
         "published": "yolact_loss_survey",
     },
     "audit": {

@@ -55,11 +55,13 @@ def dry_run(study: StudySpec) -> list[dict[str, Any]]:
 
 
 def dry_run_yaml(study: StudySpec) -> str:
-    """``dry_run`` as YAML documents, after a header line with the run counts."""
+    """``dry_run`` as YAML documents, after a header line with the run counts and the study's notes
+    (what its configs cannot say, such as which reading of a paper's recipe it follows)."""
     entries = dry_run(study)
     head = (
         f"# {study.name}: {len(study.labels())} configurations, {study.run_count()} runs"
         + (" (tuning first)" if study.tune is not None else "")
         + "; nothing is trained or written\n"
     )
+    head += "".join(f"# note: {note}\n" for note in study.notes)
     return head + yaml.safe_dump_all(entries, sort_keys=False, allow_unicode=True, explicit_start=True)
