@@ -182,5 +182,24 @@ def test_the_earlier_layout_wins_when_a_root_holds_two(tmp_path, first, second):
     train = found.split("train")
     assert (train.json, train.images) == LAYOUTS[first].write_paths(tmp_path, "train")
     assert found.describe().startswith(f"found {LAYOUTS[first].title} in {tmp_path} (train)")
-    with pytest.raises(ValueError, match=rf"no 'val' split: {LAYOUTS[first].title} in .* has train \(no "):
+    # The later layout is not used, but it is named: in the description and in the missing split's error.
+    assert found.passed_over == ((second, ("train", "val")),)
+    assert found.describe().endswith(f"; not used: {LAYOUTS[second].title} beside it (train, val)")
+    val_json, val_images = LAYOUTS[second].write_paths(tmp_path, "val")
+    with pytest.raises(ValueError, match=rf"no 'val' split: {LAYOUTS[first].title} in .* has train \(no ") as info:
         found.split("val")
+    assert f"{LAYOUTS[second].title} beside it has one" in str(info.value)
+    assert f"set val_json={val_json} val_images={val_images} to use it" in str(info.value)
+    # Those keys do use it.
+    chosen = resolve_splits(tmp_path, val_json=str(val_json), val_images=str(val_images))
+    val = chosen.split("val")
+    assert (val.json, val.images) == (val_json, val_images) and chosen.layout == first
+
+
+def test_a_later_layout_with_no_split_the_first_lacks_is_not_named(tmp_path):
+    for name in ("losslab", "roboflow"):
+        for split in ("train", "val"):
+            ann, images = LAYOUTS[name].write_paths(tmp_path, split)
+            _touch(tmp_path, str(ann.relative_to(tmp_path)), str(images.relative_to(tmp_path)))
+    found = resolve_splits(tmp_path)
+    assert found.layout == "losslab" and found.passed_over == () and "not used" not in found.describe()

@@ -12,10 +12,11 @@ layout         annotation file                               image folder
 =============  ============================================  ==========================
 
 ``split`` is ``train``, ``val`` (also spelled ``valid``, as Roboflow does) or ``test``. The first
-layout that has any split wins; a root holding a single folder (an unpacked archive,
-``ROOT/cig_butts/...``) is looked into. The explicit keys ``train_json``, ``train_images``,
-``val_json``, ``val_images`` replace what the layout says for their split (or stand alone), as
-YOLACT's ``train_images`` / ``train_info`` and detectron2's ``register_coco_instances`` do.
+layout that has any split wins; a later layout in the same folder that has a split the winner lacks
+is named in ``describe()`` and in the missing split's error, never used silently. A root holding a
+single folder (an unpacked archive, ``ROOT/cig_butts/...``) is looked into. The explicit keys
+``train_json``, ``train_images``, ``val_json``, ``val_images`` replace what the layout says for their
+split (or stand alone), as YOLACT's ``train_images`` / ``train_info`` and detectron2's ``register_coco_instances`` do.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class DatasetSplits:
     layout: str  # a key of LAYOUTS, or "explicit" when only explicit keys gave the splits
     splits: dict[str, SplitFiles]
     explicit: tuple[str, ...] = ()  # the explicit keys that were set
+    #: Later layouts in the same folder with a split this one lacks: ``(layout name, (splits, ...))``.
+    passed_over: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def split(self, name: str) -> SplitFiles:
         """The files of split ``name`` (``"valid"`` = ``"val"``).
@@ -111,6 +114,13 @@ class DatasetSplits:
             looked = [str(layout.paths(self.root, s)[0]) for s in layout.spellings.get(key, (name,))]
             where = f"{layout.title} in {self.root} has {have} (no {' or '.join(looked)})"
         hint = f"; set {key}_json and {key}_images" if key in ("train", "val") else ""
+        others = [LAYOUTS[n] for n, splits in self.passed_over if key in splits]
+        if others and self.root is not None and hint:
+            ann, images = others[0].paths(self.root, others[0].spellings[key][0])
+            hint = (
+                f"; {others[0].title} beside it has one, not used because {self.title()} comes first: "
+                f"set {key}_json={ann} {key}_images={images} to use it"
+            )
         raise ValueError(f"no {name!r} split: {where}{hint}")
 
     def title(self) -> str:
@@ -123,6 +133,8 @@ class DatasetSplits:
         text = f"found {self.title()} in {self.root} ({names})" if self.layout in LAYOUTS else f"splits {names}"
         if self.explicit:
             text += f"; set explicitly: {', '.join(self.explicit)}"
+        for name, splits in self.passed_over:
+            text += f"; not used: {LAYOUTS[name].title} beside it ({', '.join(splits)})"
         return text
 
 
@@ -140,6 +152,20 @@ def _find(root: Path, layout: Layout) -> tuple[dict[str, SplitFiles], list[Path]
                 found[split] = SplitFiles(ann, images)
                 break
     return found, tried
+
+
+def _passed_over(where: Path, winner: str, found: dict[str, SplitFiles]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The layouts after ``winner`` that find, in ``where``, a split ``found`` lacks."""
+    later = list(LAYOUTS)[list(LAYOUTS).index(winner) + 1 :]
+    out = []
+    for name in later:
+        try:
+            splits = tuple(sorted(_find(where, LAYOUTS[name])[0]))
+        except ValueError:  # a json without its image folder: not a usable layout
+            continue
+        if set(splits) - set(found):
+            out.append((name, splits))
+    return tuple(out)
 
 
 def _detect(root: Path) -> tuple[str, Path, dict[str, SplitFiles]]:
@@ -221,4 +247,4 @@ def resolve_splits(
         if not full:
             raise
         return DatasetSplits(root, "explicit", _explicit({}, keys), given)
-    return DatasetSplits(where, layout, _explicit(found, keys), given)
+    return DatasetSplits(where, layout, _explicit(found, keys), given, _passed_over(where, layout, found))
