@@ -131,6 +131,36 @@ def test_lovasz_hand_value_and_edges():
     assert out.tolist() == [0.0, 0.0]
 
 
+def _scaled(right: float, scales: tuple[float, ...]) -> dict[str, list[float]]:
+    """Each loss at ``t * u`` for a mask pattern ``u`` whose sign is right on a ``right`` share of the
+    pixels (a box-shaped ground truth on 32x32), for each scale ``t``."""
+    gen = torch.Generator().manual_seed(0)
+    g = torch.zeros(1, 32, 32, dtype=torch.float64)
+    g[:, 8:24, 10:22] = 1
+    flip = (torch.rand(g.shape, generator=gen, dtype=torch.float64) > right).to(g.dtype)
+    u = (2 * g - 1) * (1 - 2 * flip) * (0.5 + torch.rand(g.shape, generator=gen, dtype=torch.float64))
+    return {name: [create_loss(name)(t * u, g).item() for t in scales] for name in ("lovasz_hinge", "bce")}
+
+
+@pytest.mark.parametrize("right", [0.6, 0.8])
+def test_lovasz_rewards_confidence_only_in_nearly_right_masks(right):
+    """Why the hinge alone collapses YOLACT's masks (docs/results.md, `noise`): scaling up the logits
+    of a mask whose sign is right on 60-80 % of its pixels raises the hinge above its value at zero
+    logits (1.0, every error 1) while BCE falls; only a nearly right mask gains from confidence. So
+    early in training the hinge's descent shrinks every logit towards 0."""
+    values = _scaled(right, (0.0, 1.0))
+    (lovasz_zero, lovasz_one), (bce_zero, bce_one) = values["lovasz_hinge"], values["bce"]
+    assert lovasz_zero == pytest.approx(1.0)
+    assert lovasz_one > lovasz_zero + 0.1  # 1.23 at 80 %, 1.74 at 60 %
+    if right == 0.8:
+        assert bce_one < bce_zero - 0.1  # 0.69 -> 0.51
+
+
+def test_lovasz_rewards_confidence_in_a_right_mask():
+    values = _scaled(1.0, (0.0, 0.5, 1.0, 2.0))["lovasz_hinge"]
+    assert values[0] == pytest.approx(1.0) and values == sorted(values, reverse=True) and values[-1] < 0.1
+
+
 def test_lovasz_gradcheck():
     logits, target = _inputs(n=2, h=5, w=6)
     loss = create_loss("lovasz_hinge")

@@ -234,6 +234,11 @@ class LovaszHingeLoss(MaskLoss):
     With ``valid``, only valid pixels count, as smp's ``ignore_index`` path. An instance without a
     valid pixel contributes zero.
 
+    Growing a mask's logits lowers the hinge only when nearly all its pixels have the right sign, so
+    alone from a random start it can shrink every mask logit to 0 (YOLACT's masks come out empty);
+    beside BCE (``bce + lovasz_hinge``) it trains. See docs/results.md, "Why the Lovász hinge alone
+    empties YOLACT's masks".
+
     Shape:
         logits, target, valid: ``(N, H, W)`` or ``(N, 1, H, W)``; output scalar or ``(N,)``.
     """
