@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from losslab.engine.config import TrainConfig, lr_factor, resolve_lr_steps
-from losslab.engine.hooks import EvalHook, HookBase
+from losslab.engine.hooks import EvalHook, HookBase, ProgressHook
 from losslab.engine.train import NonFiniteLossError, Trainer
 from tests._fit import below, check, fall
 from tests.engine._engine_fakes import FakeDense, FakeDenseModel, FakeInstanceModel, FakeInstances, collate
@@ -264,6 +265,47 @@ def test_progress_bar_shows_the_loss_terms(capsys):
     trainer.train()
     out = capsys.readouterr().out
     assert "total=" in out and "mask=" in out and "img/s" in out and "2/2" in out
+
+
+def _progress_lines(trainer: Trainer, **kw) -> list[str]:
+    from io import StringIO
+
+    from rich.console import Console
+
+    buffer = StringIO()
+    trainer.register_hooks([ProgressHook(console=Console(file=buffer, force_terminal=False, width=200), **kw)])
+    trainer.train()
+    return buffer.getvalue().splitlines()
+
+
+def test_progress_to_a_file_is_plain_lines_with_the_eta():
+    """Output to a file or a pipe gets a line at most every line_seconds (here: every step), each with
+    the iteration, the share done, the loss terms, the elapsed time and the ETA; no bar."""
+    lines = _progress_lines(_trainer(_cfg(max_iter=4)), line_seconds=0)
+    assert [line.split()[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    for line in lines:
+        assert line.startswith("train ") and "total=" in line and "mask=" in line and "img/s" in line
+        assert re.search(r"\d+:\d\d elapsed, ETA \d+:\d\d$", line), line
+    assert "(100.0 %)" in lines[-1] and lines[-1].endswith("ETA 0:00")
+    assert not any("━" in line for line in lines)
+
+
+def test_progress_to_a_file_waits_line_seconds_but_always_says_the_end():
+    lines = _progress_lines(_trainer(_cfg(max_iter=4)), line_seconds=3600)
+    assert len(lines) == 1 and lines[0].startswith("train 4/4 (100.0 %)")
+
+
+def test_progress_on_a_terminal_is_a_bar():
+    from io import StringIO
+
+    from rich.console import Console
+
+    buffer = StringIO()
+    console = Console(file=buffer, force_terminal=True, width=200)
+    trainer = _trainer(_cfg(max_iter=2))
+    trainer.register_hooks([ProgressHook(console=console, line_seconds=0)])
+    trainer.train()
+    assert "━" in buffer.getvalue() and "2/2" in buffer.getvalue() and "elapsed" not in buffer.getvalue()
 
 
 def test_resume_with_a_longer_schedule_switches_to_it(tmp_path):

@@ -14,10 +14,12 @@ import csv
 import io
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from losslab.config import format_seconds
 from losslab.engine.checkpoint import atomic_write_text
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVENTS",
+    "LINE_SECONDS",
     "CallbackHook",
     "CheckpointHook",
     "EvalHook",
@@ -219,15 +222,37 @@ def _headline(metrics: dict) -> str:
     return ", ".join(parts) or json.dumps(metrics)[:200]
 
 
-class ProgressHook(HookBase):
-    """A rich progress bar with the loss terms, images/s and the ETA."""
+#: Seconds between two progress lines when the output is not a terminal (a log file, a pipe).
+LINE_SECONDS = 60.0
 
-    def __init__(self, description: str = "train"):
+
+def _stats(row: dict[str, Any]) -> str:
+    """``total=… class=… box=… 14.4 img/s`` from a logged row."""
+    terms = " ".join(f"{k.removeprefix('loss_')}={v:.3g}" for k, v in row.items() if k.startswith("loss_"))
+    return f"total={row['total']:.3g} {terms} {row['images_per_s']:.1f} img/s"
+
+
+class ProgressHook(HookBase):
+    """The run's progress with the loss terms, images/s and the ETA: a rich bar on a terminal, and
+    otherwise (output to a file or a pipe) a plain line at most every ``line_seconds`` and at the end,
+    so that a long run's log says how far it is.
+
+    Args:
+        description: the bar's label and each line's first word.
+        line_seconds: the least time between two plain lines.
+        console: a ``rich.console.Console`` to write to (default: rich's, on stdout).
+    """
+
+    def __init__(self, description: str = "train", line_seconds: float = LINE_SECONDS, console: Any = None):
         self.description = description
+        self.line_seconds = float(line_seconds)
+        self._console = console
         self._progress: Any = None
         self._task: Any = None
+        self._plain: dict[str, float] | None = None  # start time, start iteration, last line time
 
     def before_train(self, trainer: Trainer) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -237,6 +262,15 @@ class ProgressHook(HookBase):
             TimeRemainingColumn,
         )
 
+        if self._console is None:
+            from rich import get_console
+
+            self._console = get_console()
+        console: Console = self._console
+        if not console.is_terminal:
+            now = time.monotonic()
+            self._plain = {"start": now, "start_iter": float(trainer.iter), "last": now}
+            return
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -246,27 +280,45 @@ class ProgressHook(HookBase):
             TextColumn("ETA"),
             TimeRemainingColumn(),
             transient=False,
+            console=console,
         )
         self._progress.start()
         self._task = self._progress.add_task(self.description, total=trainer.max_iter, completed=trainer.iter, stats="")
 
     def after_step(self, trainer: Trainer) -> None:
+        if self._plain is not None:
+            self._plain_line(trainer)
+            return
         if self._progress is None:
             return
-        stats = ""
         if trainer.logged_this_step:
-            row = trainer.last_log
-            terms = " ".join(f"{k.removeprefix('loss_')}={v:.3g}" for k, v in row.items() if k.startswith("loss_"))
-            stats = f"total={row['total']:.3g} {terms} {row['images_per_s']:.1f} img/s"
-            self._progress.update(self._task, completed=trainer.iter, stats=stats)
+            self._progress.update(self._task, completed=trainer.iter, stats=_stats(trainer.last_log))
         else:
             self._progress.update(self._task, completed=trainer.iter)
+
+    def _plain_line(self, trainer: Trainer) -> None:
+        """A line such as ``train 1200/16000 (7.5 %) total=… 14.4 img/s, 10:00 elapsed, ETA 2:03:20``."""
+        assert self._plain is not None
+        now, done, total = time.monotonic(), trainer.iter, trainer.max_iter
+        if now - self._plain["last"] < self.line_seconds and done < total:
+            return
+        self._plain["last"] = now
+        elapsed = now - self._plain["start"]
+        steps = done - self._plain["start_iter"]
+        eta = elapsed / steps * (total - done) if steps > 0 else None
+        stats = _stats(trainer.last_log) + " " if trainer.last_log else ""
+        line = (
+            f"{self.description} {done}/{total} ({100.0 * done / max(total, 1):.1f} %) {stats}"
+            f"{format_seconds(elapsed)} elapsed, ETA {format_seconds(eta) or '?'}"
+        )
+        self._console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     def close(self) -> None:
         """Stop the live display (the trainer calls it however training ends)."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        self._plain = None
 
 
 def default_hooks(run_dir: Path | None, ckpt_every: int, progress: bool) -> list[HookBase]:
