@@ -107,6 +107,13 @@ def test_fps_json_for_a_checkpoint_and_a_preset(trained):
     assert json.loads(res.output)["size"] == 32
 
 
+@pytest.mark.parametrize("missing", ["missing.pt", "runs/x/last.pth", "runs/x/model"])
+def test_fps_of_a_missing_checkpoint_says_so(tmp_path, missing):
+    res = runner.invoke(app, ["fps", str(tmp_path / missing), "--images", "1"])
+    assert res.exit_code == 2 and f"no checkpoint at {tmp_path / missing}" in res.output
+    assert "unknown model" not in res.output
+
+
 def test_help_texts_explain():
     for cmd in ("train", "eval", "predict", "fps"):
         res = runner.invoke(app, [cmd, "--help"])

@@ -275,8 +275,11 @@ def fps(
     _load_plugins(plugin)
 
     def load(overrides: dict) -> Any:
-        if Path(checkpoint_or_preset).is_file():
+        path = Path(checkpoint_or_preset)
+        if path.is_file():
             return model_from_checkpoint(checkpoint_or_preset, dev, **overrides)[0]
+        if path.suffix in (".pt", ".pth") or len(path.parts) > 1:
+            raise ValueError(f"no checkpoint at {checkpoint_or_preset} (fps takes a checkpoint file or a preset name)")
         return create_model(checkpoint_or_preset, **overrides).to(dev).eval()
 
     try:
