@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import typer
@@ -80,10 +81,14 @@ def run_cmd(
     Killing it loses at most the work since each run's last checkpoint; run the same command again to
     resume. Runs that fail are recorded with their traceback and the study goes on.
     """
+    from losslab.losses.check import LossEquivalenceWarning
     from losslab.report.write import print_tables, write_report
     from losslab.study.runner import run_study
     from losslab.study.spec import load_study, parse_study
 
+    # The study collects the loss equivalences into its notes (shown in the report), once; checking,
+    # planning and slimming its runs would print each again. Its workers do the same (execute_run).
+    warnings.filterwarnings("ignore", category=LossEquivalenceWarning)
     try:
         if plugin:  # before the spec is read: its grid may name the plugins' losses and models
             from losslab.plugins import load_plugins

@@ -297,7 +297,7 @@ class ProgressHook(HookBase):
             self._progress.update(self._task, completed=trainer.iter)
 
     def _plain_line(self, trainer: Trainer) -> None:
-        """A line such as ``train 1200/16000 (7.5 %) total=… 14.4 img/s, 10:00 elapsed, ETA 2:03:20``."""
+        """A line such as ``train 1200/16000 (7.5 %) total=… 14.4 img/s 10:00 elapsed, ETA 2:03:20``."""
         assert self._plain is not None
         now, done, total = time.monotonic(), trainer.iter, trainer.max_iter
         if now - self._plain["last"] < self.line_seconds and done < total:

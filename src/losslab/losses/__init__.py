@@ -21,7 +21,7 @@ _WHERE = {
     "MaskInputs": "losslab.losses._base",
     "MaskLoss": "losslab.losses._base",
     "HybridLoss": "losslab.losses.factory",
-    "LossEquivalenceWarning": "losslab.losses.factory",
+    "LossEquivalenceWarning": "losslab.losses.check",
     "create_loss": "losslab.losses.factory",
     "loss_terms": "losslab.losses.factory",
     "loss_with_terms": "losslab.losses.factory",

@@ -22,7 +22,21 @@ from losslab.config import suggest
 from losslab.grammar import SpecError, Term, format_term, parse_spec
 from losslab.losses.schedules import SCHEDULES, Schedule, build_schedule
 
-__all__ = ["CONTRACTS", "OPERATORS", "LossEntry", "check_spec", "names_for", "schedule_of"]
+__all__ = [
+    "CONTRACTS",
+    "OPERATORS",
+    "LossEntry",
+    "LossEquivalenceWarning",
+    "check_spec",
+    "names_for",
+    "schedule_of",
+]
+
+
+class LossEquivalenceWarning(UserWarning):
+    """A spec is mathematically the same as a simpler one (``create_loss`` warns; a study states it
+    once in its notes, and its runs do not repeat it)."""
+
 
 #: The input contracts. A hybrid spec only sums losses of one contract.
 CONTRACTS = ("mask", "regression", "box", "class")

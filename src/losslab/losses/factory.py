@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from losslab.grammar import SpecError, Term, format_spec, format_term
 from losslab.losses._base import REDUCTIONS, MaskInputs, MaskLoss, reduce
-from losslab.losses.check import OPERATORS, check_spec, schedule_of
+from losslab.losses.check import OPERATORS, LossEquivalenceWarning, check_spec, schedule_of
 from losslab.losses.operators import LogCosh, Uncropped
 from losslab.losses.registry import get_loss_info, loss_entries
 from losslab.losses.schedules import Schedule
@@ -22,10 +22,6 @@ __all__ = [
     "loss_terms",
     "loss_with_terms",
 ]
-
-
-class LossEquivalenceWarning(UserWarning):
-    """A spec is mathematically the same as a simpler one."""
 
 
 class HybridLoss(MaskLoss):

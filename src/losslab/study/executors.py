@@ -19,10 +19,13 @@ import signal
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from losslab.losses.check import LossEquivalenceWarning
 
 __all__ = [
     "InlineExecutor",
@@ -161,7 +164,9 @@ def execute_run(
             from losslab.plugins import load_plugins
 
             load_plugins(config["plugins"])
-        with run_folder_lock(run_dir):
+        with run_folder_lock(run_dir), warnings.catch_warnings():
+            # The study states each loss equivalence once, in its notes; each run need not repeat it.
+            warnings.simplefilter("ignore", LossEquivalenceWarning)
             returned = run_fn(dict(config), run_dir, progress=progress)
         result: dict[str, Any] = {}
         result_file = run_dir / "result.json"
