@@ -103,13 +103,20 @@ def _import(path: Path, module: str | None) -> str:
     return name
 
 
+def _stand_in(digest: str) -> str | None:
+    """A plugin imported in this process (``--plugin``) whose source has the hash ``digest``."""
+    return next((path for path, (loaded, _) in _LOADED.items() if loaded == digest), None)
+
+
 def load_plugins(specs: Iterable[str], strict: bool = True) -> tuple[str, ...]:
     """Import each plugin (a ``.py`` file, a module name, or a ``"PATH#HASH"`` entry) once per process.
 
     Args:
         specs: the plugins.
         strict: refuse an entry whose source changed since its hash was taken (training); with
-            ``False`` load the current source and warn (evaluating a finished run's checkpoint).
+            ``False`` load the current source and warn (evaluating a finished run's checkpoint), and
+            take an entry whose file is gone from a plugin already imported with the same source
+            (a run copied from another machine, its plugin given with ``--plugin``).
 
     Returns:
         Their ``"PATH#HASH"`` entries (the current hashes), in order, for the run config.
@@ -121,7 +128,19 @@ def load_plugins(specs: Iterable[str], strict: bool = True) -> tuple[str, ...]:
     entries = []
     for spec in specs:
         given, want = split_entry(str(spec))
-        path, module = _locate(given)
+        try:
+            path, module = _locate(given)
+        except PluginError as exc:
+            stand_in = None if strict or want is None else _stand_in(want)
+            if stand_in is None:
+                hint = ""
+                if want and not strict:
+                    hint = " (a run from another machine? pass its plugin file, same name and source, with --plugin)"
+                elif want:
+                    hint = " (a run trains with the plugin it was planned with: put that file back at that path)"
+                raise PluginError(f"{exc}{hint}") from None
+            warnings.warn(f"plugin {given} is not there; using {stand_in}, which has its source", stacklevel=2)
+            path, module = Path(stand_in), None
         digest = _source_hash(path)
         if want is not None and want != digest:
             message = (

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from losslab import plugins
 from losslab.cli import app
 from losslab.losses import list_losses
 from losslab.plugins import PluginError, load_plugins, plugin_entry
@@ -89,6 +90,34 @@ def test_train_uses_a_plugin_loss_and_refuses_a_broken_plugin_before_training(fa
     result = runner.invoke(app, ["train", *args, "--plugin", str(bad), "--out", str(tmp_path / "bad")])
     assert result.exit_code == 2 and f"{bad}:1" in result.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_finished_run_whose_plugin_moved_evaluates_with_the_plugin_given_again(
+    fake_models, fake_data, tmp_path, monkeypatch
+):
+    """A run copied to another machine records its plugin's old path: `eval --plugin NEW` takes the
+    file with the same source instead (with a warning); without it, the error says what to pass.
+    Training (strict) never substitutes: a run trains with the plugin file it was planned with."""
+    home = tmp_path / "home"
+    home.mkdir()
+    path = write_plugin(home, "plug_moved")
+    out = tmp_path / "run"
+    args = ["model=fake_instance", "batch_size=4", "max_iter=2", "device=cpu", "num_samples=0", "fps_images=1"]
+    args += [f"data={fake_data['instance']}", "mask_loss=bce + plug_moved", "--no-progress"]
+    assert runner.invoke(app, ["train", *args, "--plugin", str(path), "--out", str(out)]).exit_code == 0
+    (entry,) = yaml.safe_load((out / "config.yaml").read_text())["train"]["plugins"]
+    moved = tmp_path / "elsewhere" / path.name
+    moved.parent.mkdir()
+    path.rename(moved)
+    monkeypatch.setattr(plugins, "_LOADED", {})  # a fresh process: nothing imported yet
+    checkpoint = str(out / "checkpoints" / "last.pt")
+    result = runner.invoke(app, ["eval", checkpoint])
+    assert result.exit_code == 2 and f"{str(path)!r}: no such file" in result.output and "--plugin" in result.output
+    with pytest.warns(UserWarning, match=f"using {moved}, which has its source"):
+        result = runner.invoke(app, ["eval", checkpoint, "--plugin", str(moved)])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(PluginError, match="put that file back at that path"):
+        load_plugins([entry])
 
 
 def test_plugin_as_an_importable_module(tmp_path, monkeypatch):
