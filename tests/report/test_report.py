@@ -108,6 +108,11 @@ def test_report_without_a_study_fails_clearly(tmp_path):
         write_report(tmp_path)
 
 
+def _section(md: str, title: str) -> str:
+    """The text of the report's ``## title`` section, up to the next section."""
+    return md.split(f"## {title}")[1].split("\n## ")[0]
+
+
 def test_mark_best_bolds_the_best_and_leaves_ties_plain():
     rows = [[Cell(13.1), Cell(0.0), Cell(2.0)], [Cell(9.0), Cell(0.0), Cell(1.0)], [None, Cell(0.0), Cell(1.0)]]
     mark_best(rows, ["AP", "AP95", "RMSE"])
@@ -119,14 +124,14 @@ def test_mark_best_bolds_the_best_and_leaves_ties_plain():
 def test_summary_says_the_verdict_the_budget_and_the_test(stored_study):
     write_report(stored_study)
     md = (stored_study / "report.md").read_text()
-    summary = md.split("## Summary")[1].split("\n## ")[0]
+    summary = _section(md, "Summary")
     assert "No configuration beat BCE on mask AP; worse: Dice" in summary
     assert "paired t-test over 3 seeds (not pooled: " in summary and "Holm-corrected across 1 comparison" in summary
     assert "Budget: yolact_tiny · data " in summary and "3 iterations at batch 2 · 3 seeds · 9 runs" in summary
     assert "Not all runs are done: 3 failed." in summary
     assert "- Dice: mask AP " in summary and "worse than BCE (Δ -" in summary and "Holm p" in summary
     assert "- BCE again: the same runs as BCE." in summary
-    mask = md.split("## Mask AP (COCO segm)")[1].split("\n## ")[0]
+    mask = _section(md, "Mask AP (COCO segm)")
     assert "AP@[.50:.95]" in mask and "mean over 3 seeds ± the half-width of its 95 % t-interval" in mask
     assert "| vs BCE |" in mask and "worse: " in mask
 
@@ -134,7 +139,7 @@ def test_summary_says_the_verdict_the_budget_and_the_test(stored_study):
 def test_reproduce_block_and_runs_table(stored_study):
     write_report(stored_study)
     md = (stored_study / "report.md").read_text()
-    reproduce = md.split("## Reproduce")[1].split("\n## ")[0]
+    reproduce = _section(md, "Reproduce")
     assert f"| command | losslab study run {stored_study / 'study.yaml'} --out {stored_study} |" in reproduce
     assert (stored_study / "study.yaml").is_file()
     assert "| losslab commit | " in reproduce and "| versions | losslab " in reproduce and "torch " in reproduce
@@ -143,7 +148,7 @@ def test_reproduce_block_and_runs_table(stored_study):
     )
     assert "| max_iter | 3 |" in reproduce and "| batch_size | 2 |" in reproduce  # the config as a table
     assert "| Dice | mask_loss=dice |" in reproduce
-    runs = md.split("## Runs")[1].split("\n## ")[0]
+    runs = _section(md, "Runs")
     with StudyStore(stored_study / "study.db") as store:
         first = store.runs()[0]
     assert (
@@ -172,14 +177,14 @@ def test_one_seed_falls_back_to_a_labelled_bootstrap_and_drops_empty_columns(tmp
     run_study(parse_study(tiny_spec), out, run_fn=fake_run, progress=False)
     write_report(out)
     md = (out / "report.md").read_text()
-    mask = md.split("## Mask AP (COCO segm)")[1].split("\n## ")[0]
+    mask = _section(md, "Mask AP (COCO segm)")
     assert "1 seed: the interval covers image sampling, not training noise" in mask
     assert "over the 6 validation images that hold an object" in mask and "not the difference of the 'all'" in mask
     assert "| vs BCE |" in mask and "One seed: the numbers have no interval." in mask
-    box = md.split("## Box AP (COCO bbox)")[1].split("\n## ")[0]
+    box = _section(md, "Box AP (COCO bbox)")
     assert "vs BCE" not in box.splitlines()[2]  # no empty comparison column
     assert "No 'vs' column" in box
-    summary = md.split("## Summary")[1].split("\n## ")[0]
+    summary = _section(md, "Summary")
     assert "1 seed: bootstrap over 6 images" in summary and "1 seed: intervals cover image sampling" in summary
     assert "| flags |" in mask and "1 seed" in mask
 
